@@ -1,0 +1,1 @@
+"""tfanom: semantic anomaly detection by hold-out-class classifiers (Ahmed & Courville, AAAI 2020)."""

@@ -1,0 +1,97 @@
+"""The hold-out-class protocol: train on K-1 classes, test on all K with the held-out one as anomaly."""
+
+import dataclasses
+
+import numpy as np
+
+from tfanom.data.sources import LabelledImages, Source, stratified_mask
+from tfanom.errors import UsageError
+
+ANOMALY_LABEL = -1
+VALIDATION_FRACTION = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class HoldoutSplit:
+  """Training data without the held-out class, and an evaluation set that keeps every example."""
+  dataset: str
+  holdout_index: int
+  holdout_name: str
+  known_class_names: tuple[str, ...]  # the K-1 training classes, in their new label order
+  train: LabelledImages  # labels relabelled 0..K-2
+  evaluation: LabelledImages  # labels relabelled 0..K-2, ANOMALY_LABEL for the held-out class
+  mean: np.ndarray  # per-channel mean of the training images in [0, 1]
+  std: np.ndarray  # per-channel std of the training images in [0, 1]
+
+  @property
+  def num_classes(self):
+    return len(self.known_class_names)
+
+  @property
+  def is_anomaly(self):
+    return self.evaluation.labels == ANOMALY_LABEL
+
+
+def resolve_holdout(holdout: str | int, class_names) -> int:
+  """A hold-out class given by index or by name."""
+  text = str(holdout)
+  if text in class_names:
+    # Digit classes are named by their index, so a name and an index never disagree.
+    return class_names.index(text)
+  try:
+    index = int(text)
+  except ValueError:
+    raise UsageError(f'--holdout={text} is not a class of this dataset: give an index 0..'
+                     f'{len(class_names) - 1} or one of {", ".join(class_names)}') from None
+  if not 0 <= index < len(class_names):
+    raise UsageError(f'--holdout={index} is out of range: this dataset has {len(class_names)} '
+                     f'classes, so give 0..{len(class_names) - 1} or a class name')
+  return index
+
+
+def relabel(labels: np.ndarray, holdout_index: int) -> np.ndarray:
+  """Classes above the held-out one move down by one; the held-out class becomes ANOMALY_LABEL."""
+  relabelled = np.where(labels > holdout_index, labels - 1, labels)
+  return np.where(labels == holdout_index, ANOMALY_LABEL, relabelled).astype(np.int64)
+
+
+def make_holdout(source: Source, holdout: str | int, validation: bool = False,
+                 seed: int = 0) -> HoldoutSplit:
+  """Builds the hold-out split of `source`.
+
+  With `validation`, a seeded, stratified 20% of the *training* data (all K classes) replaces the
+  test set, as the paper does to tune lambda; the held-out class's share of it keeps the validation
+  set's anomalies, so AP can be tuned without ever touching the test set.
+  """
+  index = resolve_holdout(holdout, list(source.class_names))
+  train, evaluation = source.train, source.test
+  if validation:
+    held = stratified_mask(train.labels, VALIDATION_FRACTION, seed)
+    train, evaluation = (LabelledImages(train.images[~held], train.labels[~held]),
+                         LabelledImages(train.images[held], train.labels[held]))
+  keep = train.labels != index
+  train_images = train.images[keep]
+  mean, std = channel_statistics(train_images)
+  return HoldoutSplit(
+      dataset=source.name,
+      holdout_index=index,
+      holdout_name=source.class_names[index],
+      known_class_names=tuple(n for i, n in enumerate(source.class_names) if i != index),
+      train=LabelledImages(train_images, relabel(train.labels[keep], index)),
+      evaluation=LabelledImages(evaluation.images, relabel(evaluation.labels, index)),
+      mean=mean,
+      std=std)
+
+
+def channel_statistics(images: np.ndarray, chunk: int = 4096):
+  """Per-channel mean and std of uint8 images scaled to [0, 1], in float64 chunks to bound memory."""
+  channels = images.shape[-1]
+  total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
+  for start in range(0, len(images), chunk):
+    block = images[start:start + chunk].reshape(-1, channels).astype(np.float64) / 255.0
+    total += block.sum(0)
+    total_sq += np.square(block).sum(0)
+    count += len(block)
+  mean = total / count
+  std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+  return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)

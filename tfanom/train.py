@@ -1,0 +1,78 @@
+r"""Trains one hold-out-class anomaly detector and reports its average precision.
+
+  python -m tfanom.train                                  # digits, a few minutes on a CPU
+  python -m tfanom.train --dataset=cifar10 --holdout=cat --data_dir=~/tensorflow_datasets
+
+Flags left unset take the paper's defaults for the dataset (see tfanom/config.py). Running the same
+command again resumes from the last checkpoint in --workdir.
+"""
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags  # noqa: E402
+
+from tfanom import config as config_lib  # noqa: E402
+
+_DATASET = flags.DEFINE_string('dataset', 'digits',
+                               f'One of {", ".join(config_lib.DATASET_DEFAULTS)}.')
+_HOLDOUT = flags.DEFINE_string('holdout', '0', 'The anomaly class: an index or a class name.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir, or the root of an image folder.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 32, 'Image side for --dataset=folder.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and results.json; default '
+                               'runs/<dataset>/holdout<h>_<aux>_seed<seed>.')
+_AUX = flags.DEFINE_string('aux', 'rotation', 'Auxiliary task: rotation, or none.')
+_AUX_NORM = flags.DEFINE_string(
+    'aux_norm', 'protected', 'Batch norm in the auxiliary step: protected (batch statistics, '
+    'moving statistics untouched), shared (the official code), conditional (per task).')
+_ROTATIONS = flags.DEFINE_string('rotations', 'rot90', 'rot90 (the paper) or official (flips and '
+                                 'transposes, as the official code).')
+_ROTATION_WEIGHT = flags.DEFINE_float('rotation_weight', None, 'lambda; default per dataset.')
+_EPOCHS = flags.DEFINE_integer('epochs', None, 'Training epochs; default per dataset.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Global batch; default per dataset.')
+_DEPTH = flags.DEFINE_integer('depth', None, 'WRN depth (6n+4); default per dataset.')
+_WIDTH = flags.DEFINE_integer('width', None, 'WRN widening factor; default per dataset.')
+_DROPOUT = flags.DEFINE_float('dropout', None, 'Dropout between convolutions; default per dataset.')
+_AUGMENT = flags.DEFINE_string('augment', None, 'crop_flip, crop or none; default per dataset.')
+_LEARNING_RATE = flags.DEFINE_float('learning_rate', 0.1, 'Initial learning rate.')
+_WEIGHT_DECAY = flags.DEFINE_float('weight_decay', 5e-4, 'L2 weight decay on kernels.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seeds initialisation, shuffling and augmentation.')
+_VALIDATION = flags.DEFINE_bool('validation', False, 'Evaluate on 20% of the training data held '
+                                'out (seeded) instead of the test set, to tune lambda.')
+_EVAL_EVERY = flags.DEFINE_integer('eval_every', 1, 'Evaluate every N epochs (and after each of '
+                                   'the last --final_window epochs); 0: only those.')
+_FINAL_WINDOW = flags.DEFINE_integer('final_window', 10, 'results.json `final` averages the '
+                                     'evaluations after each of this many last epochs.')
+_STEPS_PER_LOOP = flags.DEFINE_integer('steps_per_loop', 50, 'Training steps per traced call.')
+_STRATEGY = flags.DEFINE_string('strategy', 'mirrored', 'mirrored, onedevice or default.')
+
+
+def config_from_flags() -> config_lib.TrainConfig:
+  return config_lib.TrainConfig(
+      dataset=_DATASET.value, holdout=_HOLDOUT.value, data_dir=_DATA_DIR.value,
+      image_size=_IMAGE_SIZE.value, workdir=_WORKDIR.value, aux=_AUX.value,
+      aux_norm=_AUX_NORM.value, rotations=_ROTATIONS.value,
+      rotation_weight=_ROTATION_WEIGHT.value, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+      depth=_DEPTH.value, width=_WIDTH.value, dropout=_DROPOUT.value, augment=_AUGMENT.value,
+      learning_rate=_LEARNING_RATE.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
+      validation=_VALIDATION.value, eval_every=_EVAL_EVERY.value,
+      final_window=_FINAL_WINDOW.value, steps_per_loop=_STEPS_PER_LOOP.value,
+      strategy=_STRATEGY.value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
+  from tfanom.training import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  try:
+    train_and_evaluate(config_from_flags(), log=lambda line: print(line, flush=True))
+  except UsageError as error:
+    print(f'tfanom.train: error: {error}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)
