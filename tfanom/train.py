@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from tfanom import config as config_lib  # noqa: E402
 
@@ -65,6 +65,8 @@ def config_from_flags() -> config_lib.TrainConfig:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # TensorFlow's own INFO lines (one per checkpoint save) would drown the progress lines.
+  logging.set_verbosity(logging.WARNING)
   from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
   from tfanom.training import train_and_evaluate  # pylint: disable=g-import-not-at-top
   try:
