@@ -25,7 +25,7 @@ DATASET_DEFAULTS = {
                    rotation_weight=0.5, augment='crop_flip'),
 }
 
-STRATEGIES = ('mirrored', 'default', 'onedevice')
+STRATEGIES = ('mirrored', 'default', 'onedevice', 'multiworker', 'tpu')
 AUX_NORMS = ('protected', 'shared', 'conditional')
 
 
@@ -62,6 +62,8 @@ class TrainConfig:
   odin_temperature: float = 1000.0
   odin_epsilon: float = 5e-5
   steps_per_loop: int = 50
+  checkpoint_every_steps: int = 0  # 0: only at the end of each epoch
+  deterministic: bool = False
   strategy: str = 'mirrored'
 
   def resolved(self) -> 'TrainConfig':
@@ -81,6 +83,11 @@ class TrainConfig:
     for name in positive:
       if getattr(self, name) <= 0:
         raise UsageError(f'--{name}={getattr(self, name)} must be a positive integer')
+    if self.checkpoint_every_steps < 0:
+      raise UsageError(f'--checkpoint_every_steps={self.checkpoint_every_steps} must be >= 0 '
+                       '(0: checkpoint at the end of each epoch only)')
+    if self.final_window < 0:
+      raise UsageError(f'--final_window={self.final_window} must be >= 0')
     if self.eval_every < 0:
       raise UsageError(f'--eval_every={self.eval_every} must be >= 0 (0: only the final window)')
     if self.aux_norm not in AUX_NORMS:
@@ -104,4 +111,5 @@ class TrainConfig:
 
 # Fields that do not change what a run computes, so a resumed run may differ in them.
 RESUMABLE_DIFFERENCES = frozenset({'workdir', 'data_dir', 'steps_per_loop', 'strategy',
-                                   'eval_batch_size', 'eval_every'})
+                                   'eval_batch_size', 'eval_every', 'checkpoint_every_steps',
+                                   'deterministic'})

@@ -212,6 +212,17 @@ def build_wide_resnet(config: WRNConfig, image_shape, mean, std) -> WideResNet:
   return model
 
 
+def checkpoint_variables(layer: keras.layers.Layer) -> dict:
+  """Every variable of a Keras layer or model, keyed by its path, for `tf.train.Checkpoint`.
+
+  tf.train.Checkpoint does not see inside Keras 3 layers (it would save only variables set
+  directly as attributes), so checkpoints name each variable explicitly: weights, batch-norm moving
+  statistics and the dropout seed generators' states, without which a resumed run would draw
+  other dropout masks than an uninterrupted one.
+  """
+  return {variable.path: variable for variable in layer.variables}
+
+
 def weight_decay_variables(variables):
   """Convolution and dense kernels; biases and normalisation parameters are not decayed."""
   return [v for v in variables if v.name == 'kernel']

@@ -8,7 +8,9 @@ command again resumes from the last checkpoint in --workdir.
 """
 
 import os
+import signal
 import sys
+import threading
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -46,7 +48,13 @@ _EVAL_EVERY = flags.DEFINE_integer('eval_every', 1, 'Evaluate every N epochs (an
 _FINAL_WINDOW = flags.DEFINE_integer('final_window', 10, 'results.json `final` averages the '
                                      'evaluations after each of this many last epochs.')
 _STEPS_PER_LOOP = flags.DEFINE_integer('steps_per_loop', 50, 'Training steps per traced call.')
-_STRATEGY = flags.DEFINE_string('strategy', 'mirrored', 'mirrored, onedevice or default.')
+_CHECKPOINT_EVERY_STEPS = flags.DEFINE_integer(
+    'checkpoint_every_steps', 0, 'Also checkpoint inside an epoch every N steps (0: only at the '
+    'end of each epoch).')
+_DETERMINISTIC = flags.DEFINE_bool('deterministic', False, 'Deterministic ops: the same command '
+                                   'gives the same results.json, also after a kill and resume.')
+_STRATEGY = flags.DEFINE_string('strategy', 'mirrored', 'mirrored, onedevice, default, multiworker '
+                                '(MultiWorkerMirroredStrategy from TF_CONFIG) or tpu.')
 
 
 def config_from_flags() -> config_lib.TrainConfig:
@@ -59,6 +67,7 @@ def config_from_flags() -> config_lib.TrainConfig:
       learning_rate=_LEARNING_RATE.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
       validation=_VALIDATION.value, eval_every=_EVAL_EVERY.value,
       final_window=_FINAL_WINDOW.value, steps_per_loop=_STEPS_PER_LOOP.value,
+      checkpoint_every_steps=_CHECKPOINT_EVERY_STEPS.value, deterministic=_DETERMINISTIC.value,
       strategy=_STRATEGY.value)
 
 
@@ -67,10 +76,20 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   # TensorFlow's own INFO lines (one per checkpoint save) would drown the progress lines.
   logging.set_verbosity(logging.WARNING)
+  from tfanom import training  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
-  from tfanom.training import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  # Schedulers send SIGTERM before they kill: finish the current traced call, save, and stop.
+  terminate = threading.Event()
+  signal.signal(signal.SIGTERM, lambda *_: terminate.set())
   try:
-    train_and_evaluate(config_from_flags(), log=lambda line: print(line, flush=True))
+    training.train_and_evaluate(config_from_flags(), log=lambda line: print(line, flush=True),
+                                stop_requested=terminate.is_set)
+  except training.Preempted as stop:
+    print(f'tfanom.train: SIGTERM: {stop}', file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)
+  except training.TrainingDiverged as error:
+    print(f'tfanom.train: error: {error}', file=sys.stderr)
+    sys.exit(1)
   except UsageError as error:
     print(f'tfanom.train: error: {error}', file=sys.stderr)
     sys.exit(2)

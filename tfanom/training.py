@@ -20,7 +20,8 @@ from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.pipeline import InputPipeline, to_unit_range
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.models import CLASSIFICATION_TASK, WRNConfig, build_wide_resnet, weight_decay_variables
+from tfanom.models import (CLASSIFICATION_TASK, WRNConfig, build_wide_resnet, checkpoint_variables,
+                           weight_decay_variables)
 from tfanom.results import RESULTS_FILE, build_results, summary_table, write_json_atomic
 
 AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_norm=conditional
@@ -33,13 +34,41 @@ class TrainingDiverged(UsageError):
   pass
 
 
+class Preempted(Exception):
+  """Training stopped on request (SIGTERM) after saving a checkpoint."""
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
+  """The named strategy; create it before any other TensorFlow work (multi-worker needs that)."""
   if name == 'mirrored':
     return tf.distribute.MirroredStrategy()
+  if name == 'multiworker':
+    if 'TF_CONFIG' not in os.environ:
+      raise UsageError('--strategy=multiworker needs the TF_CONFIG environment variable on every '
+                       'worker (see the README, "Running at scale")')
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == 'tpu':
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.NotFoundError) as error:
+      raise UsageError(f'--strategy=tpu found no TPU ({error}): use another --strategy') from None
+    return tf.distribute.TPUStrategy(resolver)
   if name == 'onedevice':
     device = '/gpu:0' if tf.config.list_logical_devices('GPU') else '/cpu:0'
     return tf.distribute.OneDeviceStrategy(device)
   return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes checkpoints and results (always, outside multi-worker)."""
+  resolver = strategy.cluster_resolver
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  if 'chief' in resolver.cluster_spec().as_dict():
+    return resolver.task_type == 'chief'
+  return resolver.task_type == 'worker' and resolver.task_id == 0
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
@@ -61,11 +90,12 @@ class Trainer:
   def __init__(self, config: TrainConfig, split: HoldoutSplit, strategy: tf.distribute.Strategy,
                checkpoint_dir: str | None = None, log=print):
     self.config, self.split, self.strategy, self.log = config, split, strategy, log
+    # Before any layer exists: Keras initialisers draw their seeds when they are constructed.
+    keras.utils.set_random_seed(config.seed)
     self.aux_task = make_auxiliary_task(config.aux, config.rotations)
     aux_batch = config.batch_size // 4 if self.aux_task else 0
     self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
-    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
       self.model = build_wide_resnet(wrn_config(config, split.num_classes),
                                      split.train.images.shape[1:], split.mean, split.std)
@@ -73,10 +103,16 @@ class Trainer:
       self.cls_variables = self.model.trunk_variables() + self.model.class_head.trainable_variables
       self.cls_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True)
       self.cls_optimizer.build(self.cls_variables)
+      # Where training stands: a checkpoint taken mid-epoch resumes at the same batch, and the
+      # epoch's running training statistics come back with it.
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
+      self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='step_in_epoch')
+      self.epoch_totals = tf.Variable(tf.zeros(len(TRAIN_STATS), tf.float64), trainable=False,
+                                      name='epoch_totals')
       self.history = tf.Variable('[]', dtype=tf.string, trainable=False, name='history')
-      trackables = dict(model=self.model, cls_optimizer=self.cls_optimizer, epoch=self.epoch,
-                        history=self.history)
+      trackables = dict(model=checkpoint_variables(self.model), cls_optimizer=self.cls_optimizer,
+                        epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+                        epoch_totals=self.epoch_totals, history=self.history)
       if self.aux_task:
         self.aux_task.build(self.model.class_head.kernel.shape[0])
         self.aux_variables = (self.model.trunk_variables(self._aux_norm_task)
@@ -84,9 +120,15 @@ class Trainer:
         self.aux_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
                                                   nesterov=True)
         self.aux_optimizer.build(self.aux_variables)
-        trackables.update(aux_head=self.aux_task.head, aux_optimizer=self.aux_optimizer)
+        trackables.update(aux_head=checkpoint_variables(self.aux_task.head),
+                          aux_optimizer=self.aux_optimizer)
     self.checkpoint = tf.train.Checkpoint(**trackables)
-    self.manager = (tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=2)
+    self.checkpoint_dir = checkpoint_dir
+    self.is_chief = is_chief(strategy)
+    # Every worker takes part in saving; only the chief's copy is kept.
+    save_dir = checkpoint_dir if self.is_chief or not checkpoint_dir else os.path.join(
+        checkpoint_dir, f'.worker-{strategy.cluster_resolver.task_id}-tmp')
+    self.manager = (tf.train.CheckpointManager(self.checkpoint, save_dir, max_to_keep=2)
                     if checkpoint_dir else None)
     self._train_loop = self._make_train_loop()
     self._eval_step = self._make_eval_step()
@@ -161,7 +203,9 @@ class Trainer:
 
     @tf.function
     def eval_step(batch):
-      return self.strategy.run(replica_eval, args=(batch,))
+      per_replica = self.strategy.run(replica_eval, args=(batch,))
+      # Every worker receives every replica's scores, in replica order.
+      return {key: self.strategy.gather(value, axis=0) for key, value in per_replica.items()}
 
     return eval_step
 
@@ -169,11 +213,20 @@ class Trainer:
 
   def restore(self) -> int:
     """Restores the latest checkpoint, if any; returns the number of epochs already done."""
-    if self.manager and self.manager.latest_checkpoint:
-      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-      self.log(f'resumed from {self.manager.latest_checkpoint} '
-               f'(epoch {int(self.epoch.numpy())} of {self.config.epochs})')
+    latest = self.checkpoint_dir and tf.train.latest_checkpoint(self.checkpoint_dir)
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      self.log(f'resumed from {latest} (epoch {int(self.epoch.numpy()) + 1} of '
+               f'{self.config.epochs}, step {int(self.step_in_epoch.numpy())} of '
+               f'{self.steps_per_epoch})')
     return int(self.epoch.numpy())
+
+  def save(self):
+    if not self.manager:
+      return
+    self.manager.save(checkpoint_number=int(self.cls_optimizer.iterations.numpy()))
+    if not self.is_chief:
+      tf.io.gfile.rmtree(self.manager.directory)
 
   @property
   def evaluations(self) -> list[dict]:
@@ -185,42 +238,66 @@ class Trainer:
     every = self.config.eval_every and done % self.config.eval_every == 0
     return bool(every or done > self.config.epochs - self.config.final_window)
 
-  def train(self):
+  def train(self, stop_requested=lambda: False):
+    """Trains to the end, checkpointing every epoch (and every `checkpoint_every_steps`).
+
+    `stop_requested` is polled after every traced call; when it returns True the trainer saves a
+    checkpoint and raises `Preempted`.
+    """
     config = self.config
-    for epoch in range(int(self.epoch.numpy()), config.epochs):
-      train_stats = self.train_epoch(epoch)
+    while (epoch := int(self.epoch.numpy())) < config.epochs:
+      train_stats = self.train_epoch(epoch, stop_requested)
       self.epoch.assign(epoch + 1)
+      self.step_in_epoch.assign(0)
+      self.epoch_totals.assign(tf.zeros_like(self.epoch_totals))
       if self.should_evaluate(epoch):
         evaluation = dict(epoch=epoch + 1, **self.evaluate()[0], train=train_stats)
         self.history.assign(json.dumps(self.evaluations + [evaluation]))
         self.log(f'epoch {epoch + 1}/{config.epochs} eval: accuracy {evaluation["accuracy"]:.2f}% '
                  f'AP msp {evaluation["ap"]["msp"]:.2f}% odin {evaluation["ap"]["odin"]:.2f}% '
                  f'(skew {evaluation["skew"]:.2f}%)')
-      if self.manager:
-        self.manager.save(checkpoint_number=epoch + 1)
+      self.save()
 
-  def train_epoch(self, epoch: int) -> dict:
+  def train_epoch(self, epoch: int, stop_requested=lambda: False) -> dict:
+    """Runs epoch `epoch` (0-based) from the step the trainer's state says, to its end."""
     config = self.config
-    dataset = self.strategy.experimental_distribute_dataset(self.pipeline.train_dataset(epoch))
+    step = int(self.step_in_epoch.numpy())
+    options = tf.data.Options()
+    # Each dataset element is a whole global batch: workers split it, never skip it.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = self.strategy.experimental_distribute_dataset(
+        self.pipeline.train_dataset(epoch, start_step=step).with_options(options))
     iterator = iter(dataset)
-    totals = np.zeros(len(TRAIN_STATS))
-    step, start, last_log = 0, time.time(), time.time()
+    totals = self.epoch_totals.numpy()
+    start, last_log, last_save, first_step = time.time(), time.time(), step, step
     images_per_step = config.batch_size * (2 if self.aux_task else 1)
+    chunk_steps = min(config.steps_per_loop, config.checkpoint_every_steps or config.steps_per_loop)
     while step < self.steps_per_epoch:
-      num_steps = min(config.steps_per_loop, self.steps_per_epoch - step)
+      num_steps = min(chunk_steps, self.steps_per_epoch - step)
       chunk = self._train_loop(iterator, tf.constant(num_steps)).numpy()
       step += num_steps
       if not np.all(np.isfinite(chunk)):
         global_step = epoch * self.steps_per_epoch + step
         raise TrainingDiverged(
             f'training diverged: loss {chunk[0] / max(chunk[2], 1):.4g} (classification) / '
-            f'{chunk[3] / max(chunk[5], 1):.4g} (auxiliary) by step {global_step} of epoch '
-            f'{epoch + 1}; the last checkpoint is kept: lower --learning_rate and rerun')
+            f'{chunk[3] / max(chunk[5], 1):.4g} (auxiliary) by step {global_step} (epoch '
+            f'{epoch + 1}); the last good checkpoint is kept: lower --learning_rate and rerun')
       totals += chunk
+      self.step_in_epoch.assign(step)
+      self.epoch_totals.assign(totals)
       now = time.time()
       if now - last_log >= LOG_INTERVAL_SECONDS or step == self.steps_per_epoch:
         last_log = now
-        self.log(self._progress_line(epoch, step, totals, step * images_per_step / (now - start)))
+        rate = (step - first_step) * images_per_step / (now - start)
+        self.log(self._progress_line(epoch, step, totals, rate))
+      if step < self.steps_per_epoch:
+        if stop_requested():
+          self.save()
+          raise Preempted(f'stopped at epoch {epoch + 1} step {step} of {self.steps_per_epoch}; '
+                          'a checkpoint is saved: rerun the same command to resume')
+        if config.checkpoint_every_steps and step - last_save >= config.checkpoint_every_steps:
+          self.save()
+          last_save = step
     return _train_summary(totals)
 
   def _progress_line(self, epoch, step, totals, images_per_second):
@@ -239,8 +316,7 @@ class Trainer:
     parts = {}
     for batch in dataset:
       for key, value in self._eval_step(batch).items():
-        parts.setdefault(key, []).extend(
-            v.numpy() for v in self.strategy.experimental_local_results(value))
+        parts.setdefault(key, []).append(value.numpy())
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     return summarize_scores(arrays), arrays
 
@@ -301,28 +377,36 @@ def check_workdir_config(workdir: str, config: TrainConfig) -> None:
                      f'({"; ".join(differences)}): use another --workdir')
 
 
-def train_and_evaluate(config: TrainConfig, log=print) -> dict:
-  """Trains (or resumes) one hold-out run and writes `results.json` in its workdir."""
+def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: False) -> dict:
+  """Trains (or resumes) one hold-out run and writes `results.json` in its workdir.
+
+  Raises `Preempted` (after saving a checkpoint) once `stop_requested()` returns True.
+  """
   config = config.resolved()
+  # Multi-worker collectives must be configured before any other TensorFlow work.
+  strategy = make_strategy(config.strategy)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
   source = load_source(config.dataset, config.data_dir, config.image_size)
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   check_workdir_config(workdir, config)
-  strategy = make_strategy(config.strategy)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, 'checkpoints'), log)
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
       f'WRN-{config.depth}-{config.width}, aux={config.aux}, {strategy.num_replicas_in_sync} '
       f'replica(s); workdir {workdir}')
-  write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+  if trainer.is_chief:
+    write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
   trainer.restore()
-  trainer.train()
+  trainer.train(stop_requested)
   evaluations = trainer.evaluations
   if not evaluations:  # eval_every=0 and final_window=0: still report the trained model.
     evaluations = [dict(epoch=config.epochs, **trainer.evaluate()[0])]
   results = build_results(config, split.holdout_index, split.holdout_name, evaluations,
                           final_metrics(evaluations, config.epochs, config.final_window))
-  write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
-  log(summary_table(results))
+  if trainer.is_chief:
+    write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+    log(summary_table(results))
   return results
