@@ -212,15 +212,16 @@ def build_wide_resnet(config: WRNConfig, image_shape, mean, std) -> WideResNet:
   return model
 
 
-def checkpoint_variables(layer: keras.layers.Layer) -> dict:
-  """Every variable of a Keras layer or model, keyed by its path, for `tf.train.Checkpoint`.
+def checkpoint_variables(layer: keras.layers.Layer) -> list:
+  """Every variable of a Keras layer or model, for `tf.train.Checkpoint`, matched by position.
 
   tf.train.Checkpoint does not see inside Keras 3 layers (it would save only variables set
-  directly as attributes), so checkpoints name each variable explicitly: weights, batch-norm moving
-  statistics and the dropout seed generators' states, without which a resumed run would draw
-  other dropout masks than an uninterrupted one.
+  directly as attributes), so checkpoints list the variables explicitly, in Keras' deterministic
+  creation order: weights, batch-norm moving statistics and the dropout seed generators' states,
+  without which a resumed run would draw other dropout masks than an uninterrupted one. Paths
+  would not do as keys: Keras numbers unnamed layers per process.
   """
-  return {variable.path: variable for variable in layer.variables}
+  return list(layer.variables)
 
 
 def weight_decay_variables(variables):

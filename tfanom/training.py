@@ -109,10 +109,9 @@ class Trainer:
       self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='step_in_epoch')
       self.epoch_totals = tf.Variable(tf.zeros(len(TRAIN_STATS), tf.float64), trainable=False,
                                       name='epoch_totals')
-      self.history = tf.Variable('[]', dtype=tf.string, trainable=False, name='history')
       trackables = dict(model=checkpoint_variables(self.model), cls_optimizer=self.cls_optimizer,
                         epoch=self.epoch, step_in_epoch=self.step_in_epoch,
-                        epoch_totals=self.epoch_totals, history=self.history)
+                        epoch_totals=self.epoch_totals)
       if self.aux_task:
         self.aux_task.build(self.model.class_head.kernel.shape[0])
         self.aux_variables = (self.model.trunk_variables(self._aux_norm_task)
@@ -122,7 +121,9 @@ class Trainer:
         self.aux_optimizer.build(self.aux_variables)
         trackables.update(aux_head=checkpoint_variables(self.aux_task.head),
                           aux_optimizer=self.aux_optimizer)
-    self.checkpoint = tf.train.Checkpoint(**trackables)
+    # Host-side bookkeeping, outside the scope: collectives cannot broadcast strings.
+    self.history = tf.Variable('[]', dtype=tf.string, trainable=False, name='history')
+    self.checkpoint = tf.train.Checkpoint(history=self.history, **trackables)
     self.checkpoint_dir = checkpoint_dir
     self.is_chief = is_chief(strategy)
     # Every worker takes part in saving; only the chief's copy is kept.

@@ -1,0 +1,220 @@
+"""Preemption, determinism, divergence, multi-worker training and bad command lines (issue 5)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanom.config import TrainConfig
+from tfanom.data.holdout import make_holdout
+from tfanom.data.sources import load_digits
+from tfanom.training import Trainer, TrainingDiverged
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--dropout=0.3',
+        '--batch_size=128', '--steps_per_loop=2']
+
+
+def _env(**extra):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=ROOT, **extra)
+  env.pop('TF_CONFIG', None)
+  env.update(extra)
+  return env
+
+
+def _train(args, **popen):
+  return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=popen.pop('env', _env()), **popen)
+
+
+def _run(args, timeout=300, **popen):
+  process = _train(args, **popen)
+  stdout, stderr = process.communicate(timeout=timeout)
+  return process.returncode, stdout, stderr
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, 'results.json')) as handle:
+    return json.load(handle)
+
+
+def _wait_for(predicate, process, timeout=180):
+  deadline = time.time() + timeout
+  while not predicate():
+    assert process.poll() is None, process.communicate()
+    assert time.time() < deadline, 'timed out'
+    time.sleep(0.1)
+
+
+def _checkpoints(workdir):
+  directory = os.path.join(workdir, 'checkpoints')
+  return sorted(f for f in os.listdir(directory) if f.endswith('.index')) if os.path.isdir(
+      directory) else []
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path):
+  args = TINY + ['--epochs=2', '--final_window=2', '--checkpoint_every_steps=2', '--deterministic']
+  reference = str(tmp_path / 'uninterrupted')
+  assert _run(args + [f'--workdir={reference}'])[0] == 0
+
+  killed = str(tmp_path / 'killed')
+  process = _train(args + [f'--workdir={killed}'])
+  # Mid-epoch: the checkpoint after step 4 of the 9 steps of epoch 1.
+  _wait_for(lambda: 'ckpt-4.index' in _checkpoints(killed), process)
+  process.send_signal(signal.SIGKILL)
+  process.communicate()
+  assert process.returncode == -signal.SIGKILL
+  assert not os.path.exists(os.path.join(killed, 'results.json'))
+
+  code, stdout, stderr = _run(args + [f'--workdir={killed}'])
+  assert code == 0, stderr
+  resumed = [line for line in stdout.splitlines() if line.startswith('resumed from')]
+  assert resumed and 'epoch 1 of 2' in resumed[0] and 'step 0 of' not in resumed[0], stdout
+  first, second = _results(reference), _results(killed)
+  for key in ('accuracy', 'ap', 'final'):
+    assert first[key] == second[key], key
+  assert [h['train'] for h in first['history']] == [h['train'] for h in second['history']]
+
+
+def test_two_deterministic_runs_are_identical(tmp_path):
+  args = TINY + ['--epochs=1', '--final_window=1', '--deterministic']
+  runs = [_train(args + [f'--workdir={tmp_path / name}']) for name in ('a', 'b')]
+  for process in runs:
+    assert process.communicate(timeout=300) and process.returncode == 0
+  first, second = _results(tmp_path / 'a'), _results(tmp_path / 'b')
+  assert first['history'] == second['history']
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  workdir = str(tmp_path / 'run')
+  args = TINY + ['--epochs=3', '--final_window=1', '--steps_per_loop=1', f'--workdir={workdir}']
+  process = _train(args)
+  # Once the first epoch's checkpoint exists, training is inside epoch 2.
+  _wait_for(lambda: _checkpoints(workdir), process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM, stderr
+  assert 'Traceback' not in stderr
+  assert 'SIGTERM: stopped at epoch' in stderr and 'rerun the same command' in stderr
+  # Checkpoints are numbered by global step: the SIGTERM one lies inside an epoch of 9 steps.
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+  assert int(latest.rsplit('-', 1)[1]) % 9 != 0, latest
+
+  code, stdout, stderr = _run(args)
+  assert code == 0, stderr
+  assert 'resumed from' in stdout
+  assert _results(workdir)['history'][-1]['epoch'] == 3
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = TrainConfig(epochs=3, depth=10, width=1, steps_per_loop=3).resolved()
+  split = make_holdout(load_digits(), '5')
+
+  def trainer():
+    return Trainer(config, split, tf.distribute.get_strategy(), str(tmp_path), log=lambda _: None)
+
+  first = trainer()
+  first.train_epoch(0)
+  first.epoch.assign(1)
+  first.step_in_epoch.assign(0)
+  first.save()
+  good = tf.train.latest_checkpoint(str(tmp_path))
+  diverging = trainer()
+  assert diverging.restore() == 1
+  kernel = diverging.model.class_head.kernel
+  kernel.assign(tf.fill(kernel.shape, np.nan))
+  with pytest.raises(TrainingDiverged, match=r'loss nan .* by step 12 \(epoch 2\)'):
+    diverging.train()
+  assert tf.train.latest_checkpoint(str(tmp_path)) == good
+  restored = trainer()
+  assert restored.restore() == 1
+  assert np.all(np.isfinite(restored.model.class_head.kernel.numpy()))
+
+
+def test_divergence_on_the_command_line_is_one_line_and_non_zero(tmp_path):
+  code, _, stderr = _run(TINY + ['--epochs=1', '--learning_rate=1e12',
+                                 f'--workdir={tmp_path}'])
+  assert code == 1
+  lines = [line for line in stderr.splitlines() if line.startswith('tfanom.train')]
+  assert len(lines) == 1 and 'training diverged' in lines[0] and 'by step' in lines[0]
+  assert 'Traceback' not in stderr
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path):
+  args = TINY + ['--epochs=1', '--final_window=1', '--batch_size=64', '--dropout=0.0',
+                 '--deterministic']
+  cluster = {'worker': [f'localhost:{port}' for port in _free_ports(2)]}
+  workers = [
+      _train(args + ['--strategy=multiworker', f'--workdir={tmp_path / "multi"}'],
+             env=_env(TF_CONFIG=json.dumps({'cluster': cluster,
+                                            'task': {'type': 'worker', 'index': index}})))
+      for index in range(2)]
+  single = _run(args + ['--strategy=default', f'--workdir={tmp_path / "single"}'])
+  outputs = [worker.communicate(timeout=300) for worker in workers]
+  assert all(worker.returncode == 0 for worker in workers), outputs
+  assert single[0] == 0, single[2]
+  # Only the chief writes results and keeps checkpoints.
+  assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints'))[0] == 'checkpoint'
+  assert not [f for f in os.listdir(tmp_path / 'multi' / 'checkpoints') if 'worker' in f]
+  multi, one = _results(tmp_path / 'multi'), _results(tmp_path / 'single')
+  # Batch norm sees half a batch per replica, so the runs agree closely but not exactly.
+  for key in ('loss', 'aux_loss'):
+    assert multi['history'][0]['train'][key] == pytest.approx(
+        one['history'][0]['train'][key], rel=0.05), key
+
+
+BAD_COMMAND_LINES = [
+    (['--dataset=imagenet1k'], '--dataset=imagenet1k is unknown'),
+    (['--holdout=10'], '--holdout=10 is out of range'),
+    (['--holdout=-1'], '--holdout=-1 is out of range'),
+    (['--holdout=zebra'], '--holdout=zebra is not a class'),
+    (['--epochs=0'], '--epochs=0 must be a positive'),
+    (['--batch_size=-8'], '--batch_size=-8 must be a positive'),
+    (['--batch_size=130'], '--batch_size=130 must be a multiple of 4'),
+    (['--batch_size=4096'], '--batch_size=4096 is larger than'),
+    (['--aux=jigsaw'], '--aux=jigsaw is unknown'),
+    (['--aux_norm=batch'], '--aux_norm=batch is unknown'),
+    (['--rotations=rot45'], '--rotations=rot45 is unknown'),
+    (['--depth=12'], '--depth=12 is not a Wide ResNet depth'),
+    (['--dropout=1.5'], '--dropout=1.5 must be in [0, 1)'),
+    (['--augment=mixup'], '--augment=mixup is unknown'),
+    (['--strategy=multiworker'], 'needs the TF_CONFIG environment variable'),
+    (['--dataset=cifar10', '--data_dir=/nonexistent/tfds'], 'tfds build cifar10'),
+    (['--dataset=folder'], '--dataset=folder needs --data_dir'),
+    (['--checkpoint_every_steps=-1'], '--checkpoint_every_steps=-1 must be >= 0'),
+]
+
+
+def test_bad_command_lines_give_one_line_and_destroy_nothing(tmp_path):
+  workdir = tmp_path / 'finished'
+  workdir.mkdir()
+  (workdir / 'results.json').write_text('{"complete": true}\n')
+  processes = [(_train(args + [f'--workdir={workdir}']), expected)
+               for args, expected in BAD_COMMAND_LINES]
+  for process, expected in processes:
+    _, stderr = process.communicate(timeout=300)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert process.returncode == 2, (expected, stderr)
+    assert 'Traceback' not in stderr, stderr
+    assert lines[-1].startswith('tfanom.train: error: ') and expected in lines[-1], lines[-1]
+    assert not any(line.startswith('tfanom.train') for line in lines[:-1]), lines
+  assert (workdir / 'results.json').read_text() == '{"complete": true}\n'
+  assert sorted(os.listdir(workdir)) == ['results.json']
