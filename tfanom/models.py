@@ -212,6 +212,17 @@ def build_wide_resnet(config: WRNConfig, image_shape, mean, std) -> WideResNet:
   return model
 
 
+def checkpoint_trackables(model: keras.Model) -> dict:
+  """What `tf.train.Checkpoint` must hold to save and restore every weight of `model`.
+
+  Keras 3 hands TensorFlow checkpoints none of a layer's list attributes (the blocks here, the
+  per-task normalisation parameters), so `Checkpoint(model=model)` alone saves the blocks only
+  through the optimizers' slots and the moving statistics not at all. The weights, listed in
+  Keras' deterministic creation order, are all saved and restored by position.
+  """
+  return dict(model=model, model_weights=list(model.weights))
+
+
 def weight_decay_variables(variables):
   """Convolution and dense kernels; biases and normalisation parameters are not decayed."""
   return [v for v in variables if v.name == 'kernel']

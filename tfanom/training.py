@@ -20,13 +20,15 @@ from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.pipeline import InputPipeline, to_unit_range
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.models import CLASSIFICATION_TASK, WRNConfig, build_wide_resnet, weight_decay_variables
+from tfanom.models import (CLASSIFICATION_TASK, WRNConfig, build_wide_resnet, checkpoint_trackables,
+                           weight_decay_variables)
 from tfanom.results import RESULTS_FILE, build_results, summary_table, write_json_atomic
 
 AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_norm=conditional
 TRAIN_STATS = ('loss', 'correct', 'count', 'aux_loss', 'aux_correct', 'aux_count')
 LOG_INTERVAL_SECONDS = 10.0
 CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
 
 
 class TrainingDiverged(UsageError):
@@ -47,6 +49,11 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
   boundaries = [int(round(f * total_steps)) for f in config.lr_decay_fractions]
   values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
   return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def aux_norm_task(config: TrainConfig) -> int:
+  """The normalisation parameters the auxiliary task uses."""
+  return AUX_NORM_TASK if config.aux_norm == 'conditional' else CLASSIFICATION_TASK
 
 
 def wrn_config(config: TrainConfig, num_classes: int) -> WRNConfig:
@@ -75,8 +82,8 @@ class Trainer:
       self.cls_optimizer.build(self.cls_variables)
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
       self.history = tf.Variable('[]', dtype=tf.string, trainable=False, name='history')
-      trackables = dict(model=self.model, cls_optimizer=self.cls_optimizer, epoch=self.epoch,
-                        history=self.history)
+      trackables = dict(checkpoint_trackables(self.model), cls_optimizer=self.cls_optimizer,
+                        epoch=self.epoch, history=self.history)
       if self.aux_task:
         self.aux_task.build(self.model.class_head.kernel.shape[0])
         self.aux_variables = (self.model.trunk_variables(self._aux_norm_task)
@@ -93,7 +100,7 @@ class Trainer:
 
   @property
   def _aux_norm_task(self):
-    return AUX_NORM_TASK if self.config.aux_norm == 'conditional' else CLASSIFICATION_TASK
+    return aux_norm_task(self.config)
 
   # Steps ---------------------------------------------------------------------------------------
 
@@ -245,18 +252,22 @@ class Trainer:
     return summarize_scores(arrays), arrays
 
 
+def classification_summary(labels: np.ndarray, predictions: np.ndarray) -> dict:
+  """Accuracy on the known classes and skew, in percent, and the example counts."""
+  is_anomaly = labels < 0
+  known = ~is_anomaly
+  accuracy = float(np.mean(predictions[known] == labels[known]))
+  return dict(accuracy=100.0 * accuracy, skew=100.0 * float(metrics.skew(is_anomaly)),
+              num_examples=int(len(is_anomaly)), num_anomalies=int(is_anomaly.sum()))
+
+
 def summarize_scores(arrays: dict) -> dict:
   """Accuracy on known classes, skew and AP per score, all in percent."""
   is_anomaly = arrays['label'] < 0
-  known = ~is_anomaly
-  accuracy = float(np.mean(arrays['prediction'][known] == arrays['label'][known]))
   return dict(
-      accuracy=100.0 * accuracy,
-      skew=100.0 * float(metrics.skew(is_anomaly)),
+      classification_summary(arrays['label'], arrays['prediction']),
       ap={name: 100.0 * float(metrics.average_precision(is_anomaly, arrays[name]))
-          for name in ('msp', 'odin')},
-      num_examples=int(len(is_anomaly)),
-      num_anomalies=int(is_anomaly.sum()))
+          for name in ('msp', 'odin')})
 
 
 def _train_summary(totals) -> dict:
@@ -309,7 +320,7 @@ def train_and_evaluate(config: TrainConfig, log=print) -> dict:
   workdir = config.workdir or default_workdir(config)
   check_workdir_config(workdir, config)
   strategy = make_strategy(config.strategy)
-  trainer = Trainer(config, split, strategy, os.path.join(workdir, 'checkpoints'), log)
+  trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log)
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
