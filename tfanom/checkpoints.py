@@ -92,6 +92,10 @@ def load_run(workdir: str, data_dir: str | None = None) -> Run:
     tf.train.Checkpoint(**trackables).restore(checkpoint).expect_partial(
     ).assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.OpError) as error:
-    raise UsageError(f'{checkpoint} does not match the model that {CONFIG_FILE} describes '
-                     f'({error}): was the workdir reused for another run?') from None
+    # The first sentence says what failed; the rest lists variables, far too long for one line.
+    reason = str(error).split('. ')[0].strip()
+    raise UsageError(f'{checkpoint} does not hold the weights of the model that {CONFIG_FILE} '
+                     f'describes ({reason}): it was written by another run or by a tfanom '
+                     'version that did not save every weight; retrain in a new --workdir'
+                     ) from None
   return Run(config, split, model, aux_task, checkpoint)

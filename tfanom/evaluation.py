@@ -66,13 +66,13 @@ def evaluate(config: EvalConfig, log=print) -> dict:
     fingerprint = file_fingerprint([
         os.path.join(config.export_dir, 'saved_model.pb'),
         os.path.join(config.export_dir, 'variables', 'variables.index')])
-    model_source = dict(export_dir=config.export_dir)
+    model_path, model_source = config.export_dir, dict(export_dir=config.export_dir)
   else:
     run = load_run(config.workdir, config.data_dir)
     run_config, split = run.config, run.split
     module = ScoringModule(run, run_config.odin_temperature, run_config.odin_epsilon)
     fingerprint = file_fingerprint([run.checkpoint + '.index'])
-    model_source = dict(checkpoint=run.checkpoint)
+    model_path, model_source = run.checkpoint, dict(checkpoint=run.checkpoint)
   has_rotation = hasattr(module, 'rotation_scores')
   names = config.scores or tuple(s for s in SCORES if s != 'rotation' or has_rotation)
   if 'rotation' in names and not has_rotation:
@@ -85,7 +85,7 @@ def evaluate(config: EvalConfig, log=print) -> dict:
       odin_epsilon=(run_config.odin_epsilon if config.odin_epsilon is None
                     else config.odin_epsilon))
   log(f'{run_config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
-      f'model {next(iter(model_source.values()))}; scores {", ".join(names)}')
+      f'model {model_path}; scores {", ".join(names)}')
 
   statistics = None
   if any(name in FEATURE_SCORES for name in names):

@@ -43,8 +43,8 @@ def main(argv):
   except UsageError as error:
     print(f'tfanom.export: error: {error}', file=sys.stderr)
     sys.exit(2)
-  print(f'exported {run.checkpoint} to {path} (anomaly = class {run.split.holdout_index}, '
-        f'{run.split.holdout_name}; signatures serving_default, odin)')
+  print(f'exported {run.checkpoint} (anomaly = class {run.split.holdout_index} '
+        f'({run.split.holdout_name})) to {path}: signatures serving_default, odin')
 
 
 if __name__ == '__main__':

@@ -14,7 +14,7 @@ RESULTS_FILE = 'results.json'
 
 @contextlib.contextmanager
 def _atomic_file(path: str, suffix: str, mode: str):
-  """A temporary file beside `path`, renamed to it once written, so readers never see half a file."""
+  """A temporary file beside `path`, renamed to it once written: readers never see half a file."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   with tempfile.NamedTemporaryFile(mode, dir=directory, prefix='.tmp-', suffix=suffix,

@@ -24,7 +24,9 @@ from tfanom.errors import UsageError
 from tfanom.results import current_umask
 from tfanom.training import aux_norm_task
 
-SIGNATURES = ('serving_default', 'odin')
+def _constant(value, name, dtype):
+  """Metadata kept in the SavedModel, readable after `tf.saved_model.load` as `.numpy()`."""
+  return tf.Variable(value, dtype=dtype, trainable=False, name=name)
 
 
 class ScoringModule(tf.Module):
@@ -45,15 +47,13 @@ class ScoringModule(tf.Module):
     split = run.split
     self.model = run.model
     self._shape = tuple(int(d) for d in split.train.images.shape[1:])
-    constant = lambda value, name, dtype=None: tf.Variable(value, dtype=dtype, trainable=False,
-                                                          name=name)
-    self.class_names = constant(list(split.known_class_names), 'class_names', tf.string)
-    self.holdout_index = constant(split.holdout_index, 'holdout_index', tf.int64)
-    self.holdout_name = constant(split.holdout_name, 'holdout_name', tf.string)
-    self.image_shape = constant(list(self._shape), 'image_shape', tf.int64)
-    self.config_json = constant(json.dumps(run.config.to_dict()), 'config_json', tf.string)
-    self.odin_temperature = constant(odin_temperature, 'odin_temperature', tf.float32)
-    self.odin_epsilon = constant(odin_epsilon, 'odin_epsilon', tf.float32)
+    self.class_names = _constant(list(split.known_class_names), 'class_names', tf.string)
+    self.holdout_index = _constant(split.holdout_index, 'holdout_index', tf.int64)
+    self.holdout_name = _constant(split.holdout_name, 'holdout_name', tf.string)
+    self.image_shape = _constant(list(self._shape), 'image_shape', tf.int64)
+    self.config_json = _constant(json.dumps(run.config.to_dict()), 'config_json', tf.string)
+    self.odin_temperature = _constant(odin_temperature, 'odin_temperature', tf.float32)
+    self.odin_epsilon = _constant(odin_epsilon, 'odin_epsilon', tf.float32)
     unit = tf.TensorSpec([None, *self._shape], tf.float32, name='images')
     # A loaded signature does not enforce its declared shape, so `_unit_images` checks it.
     raw = tf.TensorSpec([None, *self._shape], tf.uint8, name='images')
