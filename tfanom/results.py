@@ -1,25 +1,51 @@
-"""The results of a run: `results.json`, written atomically, and the summary table."""
+"""The results of a run: `results.json` and the summary table, and atomic writes of result files."""
 
+import contextlib
 import json
 import os
 import tempfile
+
+import numpy as np
 
 from tfanom.config import TrainConfig
 
 RESULTS_FILE = 'results.json'
 
 
-def write_json_atomic(path: str, payload) -> None:
-  """Writes to a temporary file beside `path` and renames it, so readers never see half a file."""
+@contextlib.contextmanager
+def _atomic_file(path: str, suffix: str, mode: str):
+  """A temporary file beside `path`, renamed to it once written: readers never see half a file."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile('w', dir=directory, prefix='.tmp-', suffix='.json',
+  with tempfile.NamedTemporaryFile(mode, dir=directory, prefix='.tmp-', suffix=suffix,
                                    delete=False) as handle:
+    try:
+      # Temporary files are private (0600); the result gets the permissions of any new file.
+      os.chmod(handle.name, 0o666 & ~current_umask())
+      yield handle
+      handle.flush()
+      os.fsync(handle.fileno())
+    except BaseException:
+      os.unlink(handle.name)
+      raise
+  os.replace(handle.name, path)
+
+
+def current_umask() -> int:
+  umask = os.umask(0)
+  os.umask(umask)
+  return umask
+
+
+def write_json_atomic(path: str, payload) -> None:
+  with _atomic_file(path, '.json', 'w') as handle:
     json.dump(payload, handle, indent=2, sort_keys=False)
     handle.write('\n')
-    handle.flush()
-    os.fsync(handle.fileno())
-  os.replace(handle.name, path)
+
+
+def write_npz_atomic(path: str, arrays: dict) -> None:
+  with _atomic_file(path, '.npz', 'wb') as handle:
+    np.savez(handle, **arrays)
 
 
 def build_results(config: TrainConfig, holdout_index: int, holdout_name: str,

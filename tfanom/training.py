@@ -28,6 +28,7 @@ AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_no
 TRAIN_STATS = ('loss', 'correct', 'count', 'aux_loss', 'aux_correct', 'aux_count')
 LOG_INTERVAL_SECONDS = 10.0
 CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
 
 
 class TrainingDiverged(UsageError):
@@ -76,6 +77,11 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
   boundaries = [int(round(f * total_steps)) for f in config.lr_decay_fractions]
   values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
   return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def aux_norm_task(config: TrainConfig) -> int:
+  """The normalisation parameters the auxiliary task uses."""
+  return AUX_NORM_TASK if config.aux_norm == 'conditional' else CLASSIFICATION_TASK
 
 
 def wrn_config(config: TrainConfig, num_classes: int) -> WRNConfig:
@@ -136,7 +142,7 @@ class Trainer:
 
   @property
   def _aux_norm_task(self):
-    return AUX_NORM_TASK if self.config.aux_norm == 'conditional' else CLASSIFICATION_TASK
+    return aux_norm_task(self.config)
 
   # Steps ---------------------------------------------------------------------------------------
 
@@ -216,7 +222,11 @@ class Trainer:
     """Restores the latest checkpoint, if any; returns the number of epochs already done."""
     latest = self.checkpoint_dir and tf.train.latest_checkpoint(self.checkpoint_dir)
     if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      try:
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+      except AssertionError:
+        raise UsageError(f'{latest} does not match this model and its optimizers: it was written '
+                         'by another configuration or tfanom version; use a new --workdir') from None
       self.log(f'resumed from {latest} (epoch {int(self.epoch.numpy()) + 1} of '
                f'{self.config.epochs}, step {int(self.step_in_epoch.numpy())} of '
                f'{self.steps_per_epoch})')
@@ -322,18 +332,22 @@ class Trainer:
     return summarize_scores(arrays), arrays
 
 
+def classification_summary(labels: np.ndarray, predictions: np.ndarray) -> dict:
+  """Accuracy on the known classes and skew, in percent, and the example counts."""
+  is_anomaly = labels < 0
+  known = ~is_anomaly
+  accuracy = float(np.mean(predictions[known] == labels[known]))
+  return dict(accuracy=100.0 * accuracy, skew=100.0 * float(metrics.skew(is_anomaly)),
+              num_examples=int(len(is_anomaly)), num_anomalies=int(is_anomaly.sum()))
+
+
 def summarize_scores(arrays: dict) -> dict:
   """Accuracy on known classes, skew and AP per score, all in percent."""
   is_anomaly = arrays['label'] < 0
-  known = ~is_anomaly
-  accuracy = float(np.mean(arrays['prediction'][known] == arrays['label'][known]))
   return dict(
-      accuracy=100.0 * accuracy,
-      skew=100.0 * float(metrics.skew(is_anomaly)),
+      classification_summary(arrays['label'], arrays['prediction']),
       ap={name: 100.0 * float(metrics.average_precision(is_anomaly, arrays[name]))
-          for name in ('msp', 'odin')},
-      num_examples=int(len(is_anomaly)),
-      num_anomalies=int(is_anomaly.sum()))
+          for name in ('msp', 'odin')})
 
 
 def _train_summary(totals) -> dict:
@@ -392,7 +406,7 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   check_workdir_config(workdir, config)
-  trainer = Trainer(config, split, strategy, os.path.join(workdir, 'checkpoints'), log)
+  trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log)
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '

@@ -1,0 +1,149 @@
+"""The evaluate command end to end on a tiny digits run, its outputs, its cache and bad input."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanom import metrics
+from tfanom.checkpoints import load_run
+from tfanom.config import TrainConfig
+from tfanom.errors import UsageError
+from tfanom.evaluation import EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, evaluate
+from tfanom.models import checkpoint_variables
+from tfanom.training import CHECKPOINT_DIR, CONFIG_FILE, train_and_evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+METRICS = ('ap', 'auroc', 'aupr_in', 'fpr95')
+
+
+def run_evaluate(*flags):
+  return subprocess.run([sys.executable, '-m', 'tfanom.evaluate', *flags], cwd=ROOT,
+                        capture_output=True, text=True, check=False,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+
+
+@pytest.fixture(scope='module')
+def evaluated(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('evaluate') / 'run'
+  results = train_and_evaluate(
+      TrainConfig(dataset='digits', epochs=1, depth=10, width=1, final_window=1,
+                  workdir=str(workdir)), log=lambda line: None)
+  result = run_evaluate(f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  report = json.loads((workdir / EVAL_FILE).read_text())
+  with np.load(workdir / SCORES_FILE) as archive:
+    arrays = {name: archive[name] for name in archive.files}
+  return dict(workdir=workdir, results=results, stdout=result.stdout, report=report,
+              arrays=arrays)
+
+
+def test_eval_json_has_every_metric_of_every_score(evaluated):
+  report = evaluated['report']
+  assert list(report['scores']) == list(SCORES)
+  for values in report['scores'].values():
+    assert sorted(values) == sorted(METRICS)
+    assert all(0.0 <= value <= 100.0 for value in values.values())
+  assert report['evaluated_on'] == 'test'
+  assert report['accuracy'] == pytest.approx(evaluated['results']['accuracy'])
+  assert report['skew'] == pytest.approx(evaluated['results']['skew'])
+  assert report['model']['checkpoint'] == tf.train.latest_checkpoint(
+      os.path.join(evaluated['workdir'], CHECKPOINT_DIR))
+
+
+def test_scores_npz_covers_every_example(evaluated):
+  arrays, report = evaluated['arrays'], evaluated['report']
+  assert len(arrays['label']) == report['num_examples'] == evaluated['results']['num_examples']
+  np.testing.assert_array_equal(arrays['is_anomaly'], arrays['label'] < 0)
+  assert arrays['is_anomaly'].sum() == report['num_anomalies']
+  for name in SCORES:
+    assert arrays[name].shape == arrays['label'].shape
+    assert np.all(np.isfinite(arrays[name]))
+    assert metrics.summarize(arrays['is_anomaly'], arrays[name]) == report['scores'][name]
+
+
+def test_msp_and_odin_match_the_trainers_last_evaluation(evaluated):
+  for name in ('msp', 'odin'):
+    assert evaluated['report']['scores'][name]['ap'] == pytest.approx(
+        evaluated['results']['ap'][name], abs=1e-9)
+
+
+def test_prints_progress_and_a_table(evaluated):
+  lines = evaluated['stdout'].splitlines()
+  assert any(line.startswith('training features: 1213/1213') for line in lines)
+  assert any(line.startswith('scoring test examples: 450/450') for line in lines)
+  header = next(i for i, line in enumerate(lines) if line.startswith('score '))
+  assert lines[header].split() == ['score', 'AP', 'AUROC', 'AUPR-In', 'FPR95']
+  rows = [line.split() for line in lines[header + 1:]]
+  assert [row[0] for row in rows] == list(SCORES)
+  ap = evaluated['report']['scores']['knn']['ap']
+  assert rows[SCORES.index('knn')][1] == f'{ap:.2f}'
+
+
+def test_a_subset_of_scores_reuses_the_feature_cache(evaluated, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(evaluated['workdir'], workdir)
+  lines = []
+  report = evaluate(EvalConfig(workdir=str(workdir), scores=('knn', 'max_logit')), lines.append)
+  assert list(report['scores']) == ['knn', 'max_logit']
+  assert report['scores']['knn'] == evaluated['report']['scores']['knn']
+  assert any(line.startswith('feature statistics: from') for line in lines)
+  with np.load(workdir / SCORES_FILE) as archive:
+    assert sorted(archive.files) == ['is_anomaly', 'knn', 'label', 'max_logit', 'prediction']
+
+
+def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(evaluated['workdir'], workdir)
+  run = load_run(str(workdir))
+  final_norm = run.model.final_norm
+  final_norm.beta[0].assign(final_norm.beta[0] + 1.0)  # moves every feature
+  checkpoint = tf.train.Checkpoint(model=checkpoint_variables(run.model),
+                                   aux_head=checkpoint_variables(run.aux_task.head))
+  tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 2).save(10_000)
+  lines = []
+  report = evaluate(EvalConfig(workdir=str(workdir), scores=('mahalanobis',)), lines.append)
+  assert report['model']['checkpoint'].endswith('ckpt-10000')
+  assert not any(line.startswith('feature statistics: from') for line in lines)
+  assert any(line.startswith('training features:') for line in lines)
+  assert report['scores']['mahalanobis'] != evaluated['report']['scores']['mahalanobis']
+
+
+def test_unknown_score_is_refused_before_loading_anything(tmp_path):
+  with pytest.raises(UsageError, match='unknown score energyy; choose from msp,odin,'):
+    evaluate(EvalConfig(workdir=str(tmp_path / 'missing'), scores=('msp', 'energyy')))
+
+
+def test_missing_workdir_and_missing_checkpoint(evaluated, tmp_path):
+  with pytest.raises(UsageError, match='does not exist'):
+    evaluate(EvalConfig(workdir=str(tmp_path / 'missing')))
+  untrained = tmp_path / 'untrained'
+  untrained.mkdir()
+  with pytest.raises(UsageError, match=f'has no {CONFIG_FILE}'):
+    evaluate(EvalConfig(workdir=str(untrained)))
+  shutil.copy(evaluated['workdir'] / CONFIG_FILE, untrained / CONFIG_FILE)
+  with pytest.raises(UsageError, match='has no checkpoint'):
+    evaluate(EvalConfig(workdir=str(untrained)))
+
+
+def test_rotation_score_needs_a_rotation_head(evaluated, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(evaluated['workdir'], workdir)
+  config = json.loads((workdir / CONFIG_FILE).read_text())
+  (workdir / CONFIG_FILE).write_text(json.dumps(dict(config, aux='none')))
+  with pytest.raises(UsageError, match='--scores=rotation needs a rotation head.*--aux=none'):
+    evaluate(EvalConfig(workdir=str(workdir), scores=('rotation',)))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  result = run_evaluate(f'--workdir={tmp_path / "missing"}')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'tfanom.evaluate: error: --workdir={tmp_path / "missing"} does not exist')
+  assert 'Traceback' not in result.stderr

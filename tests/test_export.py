@@ -1,0 +1,230 @@
+"""The SavedModel export: signatures that match the live model in a fresh process, and bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanom import serving
+from tfanom.checkpoints import load_run
+from tfanom.config import TrainConfig
+from tfanom.errors import UsageError
+from tfanom.evaluation import EvalConfig, evaluate
+from tfanom.training import train_and_evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SERVING_OUTPUTS = ('probabilities', 'class_id', 'class_name', 'msp_score', 'energy_score',
+                   'max_logit_score')
+
+# Runs in a fresh interpreter: loads the export, calls both signatures on the images and on a
+# TF Serving REST body, and saves what came back.
+LOAD_AND_PREDICT = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+sys.path.insert(0, sys.argv[4])
+from tests.test_export import rest_predict
+export_dir, images_path, output_dir = sys.argv[1:4]
+loaded = tf.saved_model.load(export_dir)
+images = np.load(images_path)
+outputs = {name: value.numpy() for name, value in
+           loaded.signatures['serving_default'](images=tf.constant(images)).items()}
+outputs.update(loaded.signatures['odin'](images=tf.constant(images)))
+np.savez(f'{output_dir}/outputs.npz', **outputs)
+with open(f'{output_dir}/request.json') as handle:
+  body = handle.read()
+for name in ('serving_default', 'odin'):
+  with open(f'{output_dir}/response_{name}.json', 'w') as handle:
+    handle.write(rest_predict(loaded.signatures[name], body))
+'''
+
+
+def rest_predict(signature, body: str) -> str:
+  """What TF Serving's REST predict endpoint answers to `body`, in the row ("instances") format.
+
+  The instances of the one input become one tensor of the input's dtype; each example's outputs
+  come back as an object, or as a bare value when the signature has a single output.
+  """
+  (name, spec), = signature.structured_input_signature[1].items()
+  images = np.asarray(json.loads(body)['instances'], spec.dtype.as_numpy_dtype)
+  outputs = {key: value.numpy() for key, value in signature(**{name: images}).items()}
+
+  def plain(value):
+    return value.decode() if isinstance(value, bytes) else value.tolist()
+
+  rows = [{key: plain(value[i]) for key, value in sorted(outputs.items())}
+          for i in range(len(images))]
+  if len(outputs) == 1:
+    rows = [next(iter(row.values())) for row in rows]
+  return json.dumps({'predictions': rows})
+
+
+def python_command(*args):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), check=False)
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  root = tmp_path_factory.mktemp('export')
+  workdir = root / 'run'
+  train_and_evaluate(TrainConfig(dataset='digits', epochs=1, depth=10, width=1, final_window=1,
+                                 workdir=str(workdir)), log=lambda line: None)
+  export_dir = root / 'models' / 'digits' / '1'
+  result = python_command('-m', 'tfanom.export', f'--workdir={workdir}',
+                          f'--export_dir={export_dir}')
+  assert result.returncode == 0, result.stderr
+  run = load_run(str(workdir))
+  live = serving.ScoringModule(run, run.config.odin_temperature, run.config.odin_epsilon)
+  return dict(root=root, workdir=workdir, export_dir=export_dir, stdout=result.stdout, run=run,
+              live=live)
+
+
+def test_export_cli_reports_the_export(exported):
+  assert f'to {exported["export_dir"]}' in exported['stdout']
+  assert (exported['export_dir'] / 'saved_model.pb').exists()
+  leftovers = [p.name for p in exported['export_dir'].parent.iterdir() if p.name != '1']
+  assert leftovers == []
+
+
+def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, tmp_path):
+  split = exported['run'].split
+  # Known classes and anomalies alike, in one batch.
+  images = np.concatenate([split.evaluation.images[:24],
+                           split.evaluation.images[split.is_anomaly][:8]])
+  np.save(tmp_path / 'images.npy', images)
+  request = json.dumps({'instances': images[:3].tolist()})
+  (tmp_path / 'request.json').write_text(request)
+  result = python_command('-c', LOAD_AND_PREDICT, str(exported['export_dir']),
+                          str(tmp_path / 'images.npy'), str(tmp_path), str(ROOT))
+  assert result.returncode == 0, result.stderr
+  live = exported['live']
+  expected = {key: value.numpy() for key, value in live.serve(images).items()}
+  expected.update(odin_score=live.odin(images)['odin_score'].numpy())
+  with np.load(tmp_path / 'outputs.npz', allow_pickle=True) as saved:
+    assert sorted(saved.files) == sorted(expected)
+    for key, value in expected.items():
+      if value.dtype == object:
+        np.testing.assert_array_equal(saved[key], value)
+      else:
+        np.testing.assert_allclose(saved[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+  response = json.loads((tmp_path / 'response_serving_default.json').read_text())
+  assert len(response['predictions']) == 3
+  for i, prediction in enumerate(response['predictions']):
+    assert sorted(prediction) == sorted(SERVING_OUTPUTS)
+    assert prediction['class_name'] == expected['class_name'][i].decode()
+    assert prediction['class_id'] == expected['class_id'][i]
+    np.testing.assert_allclose(prediction['probabilities'], expected['probabilities'][i],
+                               rtol=1e-5)
+    np.testing.assert_allclose(prediction['msp_score'], expected['msp_score'][i], rtol=1e-5)
+  odin = json.loads((tmp_path / 'response_odin.json').read_text())
+  np.testing.assert_allclose(odin['predictions'], expected['odin_score'][:3], rtol=1e-5)
+
+
+def test_scores_are_oriented_and_consistent(exported):
+  images = exported['run'].split.evaluation.images[:16]
+  outputs = exported['live'].serve(images)
+  probabilities = outputs['probabilities'].numpy()
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(outputs['msp_score'], -probabilities.max(-1), rtol=1e-6)
+  np.testing.assert_array_equal(outputs['class_id'], probabilities.argmax(-1))
+  logits = exported['run'].model(images / 255.0).numpy()
+  np.testing.assert_allclose(outputs['max_logit_score'], -logits.max(-1), rtol=1e-5)
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+  result = subprocess.run(['saved_model_cli', 'show', '--all', '--dir',
+                           str(exported['export_dir'])], capture_output=True, text=True,
+                          check=False)
+  assert result.returncode == 0, result.stderr
+  assert "signature_def['serving_default']" in result.stdout
+  assert "signature_def['odin']" in result.stdout
+  assert 'shape: (-1, 32, 32, 1)' in result.stdout and 'dtype: DT_UINT8' in result.stdout
+  for name in (*SERVING_OUTPUTS, 'odin_score'):
+    assert f"outputs['{name}']" in result.stdout
+
+
+@pytest.fixture(scope='module')
+def loaded(exported):
+  return tf.saved_model.load(str(exported['export_dir']))
+
+
+def test_metadata_is_stored(exported, loaded):
+  split = exported['run'].split
+  assert [n.decode() for n in loaded.class_names.numpy()] == list(split.known_class_names)
+  assert loaded.holdout_name.numpy().decode() == split.holdout_name
+  assert int(loaded.holdout_index.numpy()) == split.holdout_index
+  assert list(loaded.image_shape.numpy()) == [32, 32, 1]
+  assert json.loads(loaded.config_json.numpy())['depth'] == 10
+
+
+@pytest.mark.parametrize('signature', ['serving_default', 'odin'])
+def test_signatures_name_the_expected_images(exported, loaded, signature):
+  function = loaded.signatures[signature]
+  images = exported['run'].split.evaluation.images[:2]
+  expected = r'images must be uint8 pixels of shape \[batch, 32, 32, 1\]; got shape'
+  with pytest.raises(tf.errors.InvalidArgumentError, match=expected + r'.*\[2 28 28 1\]'):
+    function(images=tf.constant(images[:, :28, :28]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=expected + r'.*\[32 32 1\]'):
+    function(images=tf.constant(images[0]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='expected to be a uint8 tensor'):
+    function(images=tf.constant(images, tf.float32))
+
+
+def test_evaluating_the_export_matches_the_checkpoint(exported):
+  from_export = evaluate(EvalConfig(workdir=str(exported['root'] / 'eval_export'),
+                                    export_dir=str(exported['export_dir'])), log=lambda line: None)
+  from_checkpoint = evaluate(EvalConfig(workdir=str(exported['workdir'])), log=lambda line: None)
+  assert list(from_export['scores']) == list(from_checkpoint['scores'])
+  assert 'rotation' in from_export['scores']
+  for name, values in from_export['scores'].items():
+    for metric, value in values.items():
+      assert value == pytest.approx(from_checkpoint['scores'][name][metric], abs=1e-6), name
+
+
+def test_refuses_a_folder_that_is_not_a_version(exported):
+  with pytest.raises(UsageError, match='numbered version folder'):
+    serving.export(exported['run'], str(exported['root'] / 'models' / 'digits'))
+
+
+def fake_save(module, path, signatures):
+  """Stands in for tf.saved_model.save where only the folder handling is under test."""
+  assert sorted(signatures) == ['odin', 'serving_default']
+  pathlib.Path(path, 'saved_model.pb').write_text('new export')
+
+
+def test_refuses_a_non_empty_folder_unless_overwriting(exported, tmp_path, monkeypatch):
+  monkeypatch.setattr(tf.saved_model, 'save', fake_save)
+  export_dir = tmp_path / '7'
+  export_dir.mkdir()
+  (export_dir / 'keep.txt').write_text('previous export')
+  with pytest.raises(UsageError, match='exists and is not empty.*--overwrite'):
+    serving.export(exported['run'], str(export_dir))
+  assert (export_dir / 'keep.txt').read_text() == 'previous export'
+  serving.export(exported['run'], str(export_dir), overwrite=True)
+  assert [p.name for p in export_dir.iterdir()] == ['saved_model.pb']
+  assert [p.name for p in tmp_path.iterdir()] == ['7']
+
+
+def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
+  def failing_save(module, path, signatures):
+    pathlib.Path(path, 'saved_model.pb').write_text('half')
+    raise OSError('disk full')
+
+  monkeypatch.setattr(tf.saved_model, 'save', failing_save)
+  with pytest.raises(OSError, match='disk full'):
+    serving.export(exported['run'], str(tmp_path / '1'))
+  assert list(tmp_path.iterdir()) == []
+  previous = tmp_path / '2'
+  previous.mkdir()
+  (previous / 'saved_model.pb').write_text('previous export')
+  with pytest.raises(OSError, match='disk full'):
+    serving.export(exported['run'], str(previous), overwrite=True)
+  assert [p.name for p in tmp_path.iterdir()] == ['2']
+  assert (previous / 'saved_model.pb').read_text() == 'previous export'

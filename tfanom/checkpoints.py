@@ -1,0 +1,101 @@
+"""Rebuilds a trained model from its workdir: config.json, the hold-out split and the checkpoint.
+
+The model is built outside any distribution strategy and restored without the optimizers, which
+is what evaluation and export need.
+"""
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+from tfanom.auxiliary import make_auxiliary_task
+from tfanom.config import TrainConfig
+from tfanom.data.holdout import HoldoutSplit, make_holdout
+from tfanom.data.sources import load_source
+from tfanom.errors import UsageError
+from tfanom.models import WideResNet, build_wide_resnet, checkpoint_variables
+from tfanom.training import CHECKPOINT_DIR, CONFIG_FILE, wrn_config
+
+
+@dataclasses.dataclass
+class Run:
+  config: TrainConfig
+  split: HoldoutSplit
+  model: WideResNet
+  aux_task: object  # the auxiliary task (its head restored), or None
+  checkpoint: str  # the restored checkpoint's path prefix
+
+
+def read_config(workdir: str) -> TrainConfig:
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isdir(workdir):
+    raise UsageError(f'--workdir={workdir} does not exist: pass the workdir of a run of '
+                     'python -m tfanom.train')
+  if not os.path.exists(path):
+    raise UsageError(f'--workdir={workdir} has no {CONFIG_FILE}: it is not a tfanom.train run '
+                     '(pass the --workdir the run was trained in)')
+  try:
+    with open(path) as handle:
+      return config_from_json(handle.read())
+  except (ValueError, TypeError) as error:
+    raise UsageError(f'{path} is not a readable run config ({error}): restore it, or retrain '
+                     'in a new --workdir') from None
+
+
+def config_from_json(text: str) -> TrainConfig:
+  """The TrainConfig a run saved with `TrainConfig.to_dict` (lists back to tuples)."""
+  saved = json.loads(text)
+  if not isinstance(saved, dict):
+    raise ValueError('expected a JSON object')
+  known = {field.name for field in dataclasses.fields(TrainConfig)}
+  unknown = sorted(set(saved) - known)
+  if unknown:
+    raise ValueError(f'settings unknown to this version of tfanom: {", ".join(unknown)}')
+  return TrainConfig(**{key: tuple(value) if isinstance(value, list) else value
+                        for key, value in saved.items()}).resolved()
+
+
+def latest_checkpoint(workdir: str) -> str:
+  checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+  if checkpoint is None:
+    raise UsageError(f'--workdir={workdir} has no checkpoint in {CHECKPOINT_DIR}/: train it '
+                     'first (python -m tfanom.train --workdir=...) or pass another --workdir')
+  return checkpoint
+
+
+def load_split(config: TrainConfig) -> HoldoutSplit:
+  """The run's hold-out split, rebuilt from its data source exactly as training built it."""
+  source = load_source(config.dataset, config.data_dir, config.image_size)
+  return make_holdout(source, config.holdout, config.validation, config.seed)
+
+
+def load_run(workdir: str, data_dir: str | None = None) -> Run:
+  """The model of the latest checkpoint in `workdir`, with its config, split and auxiliary task.
+
+  `data_dir` replaces the run's --data_dir, for data that has moved since training.
+  """
+  config = read_config(workdir)
+  checkpoint = latest_checkpoint(workdir)
+  if data_dir is not None:
+    config = dataclasses.replace(config, data_dir=data_dir)
+  split = load_split(config)
+  model = build_wide_resnet(wrn_config(config, split.num_classes), split.train.images.shape[1:],
+                            split.mean, split.std)
+  aux_task = make_auxiliary_task(config.aux, config.rotations)
+  trackables = dict(model=checkpoint_variables(model))
+  if aux_task:
+    aux_task.build(model.class_head.kernel.shape[0])
+    trackables.update(aux_head=checkpoint_variables(aux_task.head))
+  try:
+    tf.train.Checkpoint(**trackables).restore(checkpoint).expect_partial(
+    ).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as error:
+    # The first sentence says what failed; the rest lists variables, far too long for one line.
+    reason = str(error).split('. ')[0].strip()
+    raise UsageError(f'{checkpoint} does not hold the weights of the model that {CONFIG_FILE} '
+                     f'describes ({reason}): it was written by another run or by a tfanom '
+                     'version that did not save every weight; retrain in a new --workdir'
+                     ) from None
+  return Run(config, split, model, aux_task, checkpoint)
