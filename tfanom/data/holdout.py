@@ -32,12 +32,14 @@ class HoldoutSplit:
     return self.evaluation.labels == ANOMALY_LABEL
 
 
-def resolve_holdout(holdout: str | int, class_names) -> int:
-  """A hold-out class given by index or by name."""
+def resolve_holdout(holdout: str | int, class_names, class_ids=()) -> int:
+  """A hold-out class given by index, by name or by id (e.g. a WordNet id)."""
   text = str(holdout)
   if text in class_names:
     # Digit classes are named by their index, so a name and an index never disagree.
     return class_names.index(text)
+  if text in class_ids:
+    return class_ids.index(text)
   try:
     index = int(text)
   except ValueError:
@@ -63,7 +65,7 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
   test set, as the paper does to tune lambda; the held-out class's share of it keeps the validation
   set's anomalies, so AP can be tuned without ever touching the test set.
   """
-  index = resolve_holdout(holdout, list(source.class_names))
+  index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
   train, evaluation = source.train, source.test
   if validation:
     held = stratified_mask(train.labels, VALIDATION_FRACTION, seed)
