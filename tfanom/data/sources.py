@@ -93,8 +93,10 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
     raise UsageError(f'--data_dir={data_dir} does not exist: {how_to}')
   builder = tfds.builder(tfds_name, data_dir=data_dir)
   try:
-    splits = {split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1,
-                                                      as_supervised=True))
+    # Read in batches: batch_size=-1 would need the split's size from metadata, which
+    # tfds.testing.mock_data does not provide.
+    splits = {split: [np.concatenate(parts) for parts in zip(*tfds.as_numpy(
+                  builder.as_dataset(split=split, as_supervised=True).batch(4096)))]
               for split in (train_split, test_split)}
   except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as error:
     raise UsageError(f'{tfds_name} is not prepared under --data_dir={builder.data_dir}: '
