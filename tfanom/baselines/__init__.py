@@ -187,7 +187,7 @@ def run_baseline(config: BaselineConfig, log=print) -> dict:
     runs.append(run)
   baseline = dict(
       dataset=config.dataset, method=config.method, evaluated_on='test',
-      flags=dataclasses.asdict(config),
+      flags=dict(dataclasses.asdict(config), members=list(config.members)),
       mean=dict(skew=float(np.mean([r['skew'] for r in runs])),
                 ap={name: float(np.mean([r['ap'][name] for r in runs])) for name in runs[0]['ap']}),
       runs=runs)
