@@ -27,8 +27,9 @@ DATASET_DEFAULTS = {
     # Paper section 5 and Appendix A: the STL-10 network downsampled after its first convolution,
     # no dropout, batch 64, 200 epochs, images stored at 256x256 and cropped to 224x224. The paper
     # tunes lambda to "a mix of 0.5 and 1.0" without saying which subset got which; 0.5 it is.
-    # The stem is the official code's (7x7/2 convolution, 3x3/2 max pooling), which the numbers of
-    # Table 5 come from; --stem=imagenet_avgpool is the paper's text (see docs/benchmarks.md).
+    # The stem is the official code's (7x7/2 convolution, 3x3/2 max pooling), which the published
+    # numbers were most likely run with; --stem=imagenet_avgpool is the paper's text (see
+    # docs/benchmarks.md).
     **{f'imagenet_{subset}': dict(depth=28, width=4, dropout=0.0, epochs=200, batch_size=64,
                                   rotation_weight=0.5, augment='crop_flip', extra_groups=1,
                                   stem='imagenet_maxpool', image_size=256, crop_size=224)
