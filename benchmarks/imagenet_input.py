@@ -1,8 +1,8 @@
 r"""Measures the ImageNet input path: decoding into the cache, reading the cache, and the training
 pipeline's batches (random 224 crops of 256 images, flips, auxiliary centre crops).
 
-  python benchmarks/imagenet_input.py                     # a fake ILSVRC folder of 500x375 JPEGs
-  python benchmarks/imagenet_input.py --data_dir=~/ILSVRC2012 --dataset=imagenet_dog
+  python3 -m benchmarks.imagenet_input                   # a fake ILSVRC folder of 500x375 JPEGs
+  python3 -m benchmarks.imagenet_input --data_dir=~/ILSVRC2012 --dataset=imagenet_dog
 
 The pipeline figure is what the input side can feed a training step; compare it with the img/s that
 `python -m tfanom.train` prints to see which side is the bottleneck.
@@ -50,8 +50,11 @@ def write_fake_ilsvrc(root: pathlib.Path, wnids, per_member: int):
 
 def main(argv):
   del argv
-  config = TrainConfig(dataset=_DATASET.value).resolved()
-  workspace = pathlib.Path(tempfile.mkdtemp(prefix='tfanom-bench-'))
+  with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as workspace:
+    measure(TrainConfig(dataset=_DATASET.value).resolved(), pathlib.Path(workspace))
+
+
+def measure(config: TrainConfig, workspace: pathlib.Path):
   data_dir = _DATA_DIR.value
   if data_dir is None:
     data_dir = str(workspace / 'ilsvrc')

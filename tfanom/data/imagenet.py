@@ -75,8 +75,9 @@ def subset_members(dataset: str, members=()) -> tuple[tuple[str, str], ...]:
   valid = set(ilsvrc2012_wnids())
   unknown = [wnid for wnid in members if wnid not in valid]
   if unknown:
-    raise UsageError(f'--members: {", ".join(unknown)} {"is" if len(unknown) == 1 else "are"} '
-                     'not ILSVRC2012 WordNet ids: give ids such as n02091244 (see '
+    what = ('is not an ILSVRC2012 WordNet id' if len(unknown) == 1
+            else 'are not ILSVRC2012 WordNet ids')
+    raise UsageError(f'--members: {", ".join(unknown)} {what}: give ids such as n02091244 (see '
                      'docs/benchmarks.md)')
   if len(set(members)) != len(members) or len(members) < 2:
     raise UsageError(f'--members={",".join(members)} must name at least two different classes')
