@@ -2,6 +2,8 @@ r"""Trains one hold-out-class anomaly detector and reports its average precision
 
   python -m tfanom.train                                  # digits, a few minutes on a CPU
   python -m tfanom.train --dataset=cifar10 --holdout=cat --data_dir=~/tensorflow_datasets
+  python -m tfanom.train --dataset=imagenet_spider --holdout=tarantula --data_dir=~/ILSVRC2012 \
+      --trials=3
 
 Flags left unset take the paper's defaults for the dataset (see tfanom/config.py). Running the same
 command again resumes from the last checkpoint in --workdir.
@@ -20,9 +22,18 @@ from tfanom import config as config_lib  # noqa: E402
 
 _DATASET = flags.DEFINE_string('dataset', 'digits',
                                f'One of {", ".join(config_lib.DATASET_DEFAULTS)}.')
-_HOLDOUT = flags.DEFINE_string('holdout', '0', 'The anomaly class: an index or a class name.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir, or the root of an image folder.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 32, 'Image side for --dataset=folder.')
+_HOLDOUT = flags.DEFINE_string('holdout', '0', 'The anomaly class: an index, a class name or '
+                               '(ImageNet) a WordNet id.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir, the root of an image folder, '
+                                'or ILSVRC2012 (train/<wnid>/, val/<wnid>/).')
+_MEMBERS = flags.DEFINE_list('members', None, 'WordNet ids of the classes of '
+                             '--dataset=imagenet_subset.')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Where decoded ImageNet images are cached; '
+                                 'default <data_dir>/tfanom_cache.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Side of the decoded images of folder (32) '
+                                   'and ImageNet (256) datasets.')
+_CROP_SIZE = flags.DEFINE_integer('crop_size', None, 'Side of the crops the network sees (random '
+                                  'in training, central in evaluation); ImageNet default 224.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and results.json; default '
                                'runs/<dataset>/holdout<h>_<aux>_seed<seed>.')
 _AUX = flags.DEFINE_string('aux', 'rotation', 'Auxiliary task: rotation, or none.')
@@ -37,10 +48,17 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Global batch; default pe
 _DEPTH = flags.DEFINE_integer('depth', None, 'WRN depth (6n+4); default per dataset.')
 _WIDTH = flags.DEFINE_integer('width', None, 'WRN widening factor; default per dataset.')
 _DROPOUT = flags.DEFINE_float('dropout', None, 'Dropout between convolutions; default per dataset.')
-_AUGMENT = flags.DEFINE_string('augment', None, 'crop_flip, crop or none; default per dataset.')
+_STEM = flags.DEFINE_string('stem', None, 'First layers: cifar (3x3 convolution), imagenet_maxpool '
+                            '(official code: 7x7/2 convolution, 3x3/2 max pooling; ImageNet '
+                            'default) or imagenet_avgpool (paper text: 3x3 convolution, 2x2 average '
+                            'pooling).')
+_AUGMENT = flags.DEFINE_string('augment', None, 'crop_flip, crop, none, or center_mask (crop_flip, '
+                               'then Table 7\'s central mask); default per dataset.')
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 0.1, 'Initial learning rate.')
 _WEIGHT_DECAY = flags.DEFINE_float('weight_decay', 5e-4, 'L2 weight decay on kernels.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seeds initialisation, shuffling and augmentation.')
+_TRIALS = flags.DEFINE_integer('trials', None, 'Run N trials with seeds --seed..--seed+N-1 in '
+                               'WORKDIR/seed<k> and write WORKDIR/aggregate.json (mean ± std).')
 _VALIDATION = flags.DEFINE_bool('validation', False, 'Evaluate on 20% of the training data held '
                                 'out (seeded) instead of the test set, to tune lambda.')
 _EVAL_EVERY = flags.DEFINE_integer('eval_every', 1, 'Evaluate every N epochs (and after each of '
@@ -60,10 +78,13 @@ _STRATEGY = flags.DEFINE_string('strategy', 'mirrored', 'mirrored, onedevice, de
 def config_from_flags() -> config_lib.TrainConfig:
   return config_lib.TrainConfig(
       dataset=_DATASET.value, holdout=_HOLDOUT.value, data_dir=_DATA_DIR.value,
-      image_size=_IMAGE_SIZE.value, workdir=_WORKDIR.value, aux=_AUX.value,
+      image_size=_IMAGE_SIZE.value, crop_size=_CROP_SIZE.value,
+      members=tuple(_MEMBERS.value or ()), cache_dir=_CACHE_DIR.value, workdir=_WORKDIR.value,
+      aux=_AUX.value,
       aux_norm=_AUX_NORM.value, rotations=_ROTATIONS.value,
       rotation_weight=_ROTATION_WEIGHT.value, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
-      depth=_DEPTH.value, width=_WIDTH.value, dropout=_DROPOUT.value, augment=_AUGMENT.value,
+      depth=_DEPTH.value, width=_WIDTH.value, dropout=_DROPOUT.value, stem=_STEM.value,
+      augment=_AUGMENT.value,
       learning_rate=_LEARNING_RATE.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
       validation=_VALIDATION.value, eval_every=_EVAL_EVERY.value,
       final_window=_FINAL_WINDOW.value, steps_per_loop=_STEPS_PER_LOOP.value,
@@ -78,12 +99,16 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from tfanom import training  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
+  from tfanom.trials import run_trials  # pylint: disable=g-import-not-at-top
   # Schedulers send SIGTERM before they kill: finish the current traced call, save, and stop.
   terminate = threading.Event()
   signal.signal(signal.SIGTERM, lambda *_: terminate.set())
+  log = lambda line: print(line, flush=True)  # noqa: E731
   try:
-    training.train_and_evaluate(config_from_flags(), log=lambda line: print(line, flush=True),
-                                stop_requested=terminate.is_set)
+    if _TRIALS.value is None:
+      training.train_and_evaluate(config_from_flags(), log=log, stop_requested=terminate.is_set)
+    else:
+      run_trials(config_from_flags(), _TRIALS.value, log=log, stop_requested=terminate.is_set)
   except training.Preempted as stop:
     print(f'tfanom.train: SIGTERM: {stop}', file=sys.stderr)
     sys.exit(128 + signal.SIGTERM)

@@ -86,7 +86,7 @@ def aux_norm_task(config: TrainConfig) -> int:
 
 def wrn_config(config: TrainConfig, num_classes: int) -> WRNConfig:
   return WRNConfig(depth=config.depth, width=config.width, dropout=config.dropout,
-                   num_classes=num_classes, extra_groups=config.extra_groups,
+                   num_classes=num_classes, extra_groups=config.extra_groups, stem=config.stem,
                    norm_tasks=2 if config.aux_norm == 'conditional' else 1)
 
 
@@ -100,11 +100,12 @@ class Trainer:
     keras.utils.set_random_seed(config.seed)
     self.aux_task = make_auxiliary_task(config.aux, config.rotations)
     aux_batch = config.batch_size // 4 if self.aux_task else 0
-    self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed)
+    self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed,
+                                  config.crop_size)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
     with strategy.scope():
       self.model = build_wide_resnet(wrn_config(config, split.num_classes),
-                                     split.train.images.shape[1:], split.mean, split.std)
+                                     self.pipeline.image_shape, split.mean, split.std)
       schedule = learning_rate_schedule(config, self.steps_per_epoch)
       self.cls_variables = self.model.trunk_variables() + self.model.class_head.trainable_variables
       self.cls_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True)
@@ -402,7 +403,8 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   strategy = make_strategy(config.strategy)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  source = load_source(config.dataset, config.data_dir, config.image_size)
+  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
+                       config.cache_dir)
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   check_workdir_config(workdir, config)

@@ -32,12 +32,14 @@ class HoldoutSplit:
     return self.evaluation.labels == ANOMALY_LABEL
 
 
-def resolve_holdout(holdout: str | int, class_names) -> int:
-  """A hold-out class given by index or by name."""
+def resolve_holdout(holdout: str | int, class_names, class_ids=()) -> int:
+  """A hold-out class given by index, by name or by id (e.g. a WordNet id)."""
   text = str(holdout)
   if text in class_names:
     # Digit classes are named by their index, so a name and an index never disagree.
     return class_names.index(text)
+  if text in class_ids:
+    return class_ids.index(text)
   try:
     index = int(text)
   except ValueError:
@@ -63,7 +65,7 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
   test set, as the paper does to tune lambda; the held-out class's share of it keeps the validation
   set's anomalies, so AP can be tuned without ever touching the test set.
   """
-  index = resolve_holdout(holdout, list(source.class_names))
+  index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
   train, evaluation = source.train, source.test
   if validation:
     held = stratified_mask(train.labels, VALIDATION_FRACTION, seed)
@@ -83,15 +85,21 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
       std=std)
 
 
-def channel_statistics(images: np.ndarray, chunk: int = 4096):
-  """Per-channel mean and std of uint8 images scaled to [0, 1], in float64 chunks to bound memory."""
+def channel_statistics(images: np.ndarray, pixels_per_chunk: int = 2**24):
+  """Per-channel mean and std of uint8 images scaled to [0, 1].
+
+  Computed exactly from counts of the 256 values, chunk by chunk: on ImageNet-sized sets this is
+  an order of magnitude faster than float sums, and memory stays bounded.
+  """
   channels = images.shape[-1]
-  total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
+  chunk = max(1, pixels_per_chunk // int(np.prod(images.shape[1:-1])))
+  counts = np.zeros((channels, 256))
   for start in range(0, len(images), chunk):
-    block = images[start:start + chunk].reshape(-1, channels).astype(np.float64) / 255.0
-    total += block.sum(0)
-    total_sq += np.square(block).sum(0)
-    count += len(block)
-  mean = total / count
-  std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+    block = np.asarray(images[start:start + chunk]).reshape(-1, channels)
+    for channel in range(channels):
+      counts[channel] += np.bincount(block[:, channel], minlength=256)
+  values = np.arange(256) / 255.0
+  total = counts.sum(1)
+  mean = counts @ values / total
+  std = np.sqrt(np.maximum(counts @ np.square(values) / total - np.square(mean), 0.0))
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)

@@ -13,7 +13,11 @@ from tfanom.data.holdout import HoldoutSplit
 from tfanom.errors import UsageError
 
 CROP_PADDING = 4
-AUGMENTATIONS = ('crop_flip', 'crop', 'none')
+# 'center_mask' is Table 7's regulariser: crop_flip, then a masked square inside the image centre.
+AUGMENTATIONS = ('crop_flip', 'crop', 'none', 'center_mask')
+# On CIFAR-10's 32x32 images a 16x16 square within the central 21x21 region; other sides scale.
+MASK_FRACTION = 16 / 32
+MASK_REGION_FRACTION = 21 / 32
 
 
 def to_unit_range(images):
@@ -21,25 +25,61 @@ def to_unit_range(images):
   return tf.cast(images, tf.float32) / 255.0
 
 
-def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True):
-  """Zero-pad by `padding`, crop back at a random offset and mirror half of the batch.
+def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
+  """Zero-pad by `padding`, crop a `size` square (default: the image's size) at a random offset
+  and mirror half of the batch.
 
-  Vectorised over the batch (one gather per axis) so that augmentation costs a small fraction of
-  a training step; `seed` is a stateless seed, shape [2].
+  Each crop is one slice (a copy of whole rows), which is an order of magnitude faster than
+  gathering pixels by index on 224x224 crops and still faster on 32x32 ones; `seed` is a stateless
+  seed, shape [2].
   """
-  height, width = images.shape[1], images.shape[2]
+  height, width = (size, size) if size else (images.shape[1], images.shape[2])
   batch = tf.shape(images)[0]
   padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
   row_seed, col_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-  row_offsets = tf.random.stateless_uniform([batch], row_seed, 0, 2 * padding + 1, tf.int32)
-  col_offsets = tf.random.stateless_uniform([batch], col_seed, 0, 2 * padding + 1, tf.int32)
-  rows = row_offsets[:, None] + tf.range(height)[None, :]
-  cols = col_offsets[:, None] + tf.range(width)[None, :]
-  cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+  row_offsets = tf.random.stateless_uniform([batch], row_seed, 0, padded.shape[1] - height + 1,
+                                            tf.int32)
+  col_offsets = tf.random.stateless_uniform([batch], col_seed, 0, padded.shape[2] - width + 1,
+                                            tf.int32)
+  crop_shape = [height, width, images.shape[3]]
+  cropped = tf.map_fn(
+      lambda args: tf.slice(args[0], tf.stack([args[1], args[2], 0]), crop_shape),
+      (padded, row_offsets, col_offsets), fn_output_signature=images.dtype)
   if not flip:
     return cropped
   mirror = tf.random.stateless_uniform([batch], flip_seed) < 0.5
   return tf.where(mirror[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+
+
+def center_crop(images, size=None):
+  """The central `size` square of each image of a batch (the whole image without `size`)."""
+  if not size:
+    return images
+  top, left = (images.shape[1] - size) // 2, (images.shape[2] - size) // 2
+  return images[:, top:top + size, left:left + size]
+
+
+def center_mask(images, seed, fill):
+  """Fills a random square of each image, chosen inside the central region, with `fill` [C].
+
+  The square is MASK_FRACTION of the side and lies wholly inside the central MASK_REGION_FRACTION
+  of it (16x16 within 21x21 on 32x32 images, Table 7).
+  """
+  batch = tf.shape(images)[0]
+
+  def inside(length, axis_seed):
+    mask = int(round(MASK_FRACTION * length))
+    region = int(round(MASK_REGION_FRACTION * length))
+    start = (length - region) // 2
+    offsets = tf.random.stateless_uniform([batch], axis_seed, start, start + region - mask + 1,
+                                          tf.int32)
+    positions = tf.range(length)[None, :]
+    return (positions >= offsets[:, None]) & (positions < offsets[:, None] + mask)
+
+  row_seed, col_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  masked = (inside(images.shape[1], row_seed)[:, :, None]
+            & inside(images.shape[2], col_seed)[:, None, :])
+  return tf.where(masked[..., None], tf.cast(fill, images.dtype), images)
 
 
 class InputPipeline:
@@ -52,12 +92,21 @@ class InputPipeline:
     aux_batch_size: global batch of unaugmented images for the auxiliary task, or 0 for none.
     augment: one of AUGMENTATIONS.
     seed: seeds the permutations and the augmentation.
+    crop_size: the side of the images the model sees: random crops (without padding) in training,
+      central crops for evaluation and the auxiliary task. Without it, training crops are taken
+      after padding by CROP_PADDING, at the images' own size.
   """
 
   def __init__(self, split: HoldoutSplit, batch_size: int, aux_batch_size: int = 0,
-               augment: str = 'crop_flip', seed: int = 0):
+               augment: str = 'crop_flip', seed: int = 0, crop_size: int | None = None):
     if augment not in AUGMENTATIONS:
       raise UsageError(f'--augment={augment} is unknown: choose one of {", ".join(AUGMENTATIONS)}')
+    height, width, channels = split.train.images.shape[1:]
+    if crop_size and crop_size > min(height, width):
+      raise UsageError(f'--crop_size={crop_size} is larger than the {height}x{width} images of '
+                       f'{split.dataset}: use a smaller crop')
+    self.crop_size = crop_size
+    self.image_shape = (crop_size or height, crop_size or width, channels)
     self.num_train = len(split.train)
     self.steps_per_epoch = self.num_train // batch_size
     if self.steps_per_epoch == 0:
@@ -67,6 +116,8 @@ class InputPipeline:
     self.aux_batch_size = aux_batch_size
     self.augment = augment
     self.seed = seed
+    # Masked pixels take the training mean, which the model's normalisation maps to zero.
+    self._mask_fill = tf.constant(np.round(split.mean * 255.0), tf.uint8)
     # The only copy of the training arrays that TensorFlow holds; batches are gathered from it.
     self._train_images = tf.convert_to_tensor(split.train.images)
     self._train_labels = tf.convert_to_tensor(split.train.labels)
@@ -88,21 +139,34 @@ class InputPipeline:
     epoch_seed = np.int64(self.seed) * 1_000_003 + epoch
 
     def gather(step, batch_indices):
-      image = tf.gather(self._train_images, batch_indices['cls'])
-      if self.augment != 'none':
-        image = random_crop_flip(image, tf.stack([epoch_seed, step]),
-                                 flip=self.augment == 'crop_flip')
+      image = self._augment(tf.gather(self._train_images, batch_indices['cls']),
+                            tf.stack([epoch_seed, step]))
       batch = {'image': image, 'label': tf.gather(self._train_labels, batch_indices['cls'])}
       if 'aux' in batch_indices:
-        batch['aux_image'] = tf.gather(self._train_images, batch_indices['aux'])
+        batch['aux_image'] = center_crop(tf.gather(self._train_images, batch_indices['aux']),
+                                         self.crop_size)
       return batch
 
     dataset = tf.data.Dataset.from_tensor_slices((steps, indices))
     return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
 
+  def _augment(self, images, seed):
+    if self.augment == 'none':
+      return center_crop(images, self.crop_size)
+    images = random_crop_flip(images, seed, 0 if self.crop_size else CROP_PADDING,
+                              flip=self.augment != 'crop', size=self.crop_size)
+    if self.augment == 'center_mask':
+      images = center_mask(images, tf.random.experimental.stateless_fold_in(seed, 1),
+                           self._mask_fill)
+    return images
+
   def eval_dataset(self, batch_size: int | None = None) -> tf.data.Dataset:
     """Every evaluation example, in order, as {'image', 'label'}; label < 0 marks an anomaly."""
     dataset = tf.data.Dataset.from_tensor_slices(
         {'image': self._eval_images, 'label': self._eval_labels})
-    return dataset.batch(batch_size or self.batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size or self.batch_size)
+    if self.crop_size:
+      dataset = dataset.map(lambda batch: dict(batch, image=center_crop(batch['image'],
+                                                                          self.crop_size)))
+    return dataset.prefetch(tf.data.AUTOTUNE)

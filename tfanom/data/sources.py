@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from tfanom.data.imagenet import load_imagenet
 from tfanom.errors import UsageError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
@@ -31,6 +32,7 @@ class Source:
   class_names: tuple[str, ...]
   train: LabelledImages
   test: LabelledImages
+  class_ids: tuple[str, ...] = ()  # other names of the classes, in order (ImageNet's WordNet ids)
 
   @property
   def image_shape(self):
@@ -91,8 +93,10 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
     raise UsageError(f'--data_dir={data_dir} does not exist: {how_to}')
   builder = tfds.builder(tfds_name, data_dir=data_dir)
   try:
-    splits = {split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1,
-                                                      as_supervised=True))
+    # Read in batches: batch_size=-1 would need the split's size from metadata, which
+    # tfds.testing.mock_data does not provide.
+    splits = {split: [np.concatenate(parts) for parts in zip(*tfds.as_numpy(
+                  builder.as_dataset(split=split, as_supervised=True).batch(4096)))]
               for split in (train_split, test_split)}
   except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as error:
     raise UsageError(f'{tfds_name} is not prepared under --data_dir={builder.data_dir}: '
@@ -141,12 +145,12 @@ def decode_images(files, image_size: int, channels: int = 3) -> np.ndarray:
       images[position:position + len(batch)] = batch
       position += len(batch)
   except tf.errors.InvalidArgumentError:
-    raise UsageError(f'{_first_undecodable(files[position:])} is not a readable image: '
+    raise UsageError(f'{first_undecodable(files[position:])} is not a readable image: '
                      'remove or replace it') from None
   return images
 
 
-def _first_undecodable(files):
+def first_undecodable(files):
   for path in files:
     try:
       tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
@@ -190,11 +194,16 @@ def load_folder(root: str | None, image_size: int) -> Source:
 DATASETS = ('digits', *TFDS_SOURCES, 'folder')
 
 
-def load_source(name: str, data_dir: str | None = None, image_size: int = 32) -> Source:
+def load_source(name: str, data_dir: str | None = None, image_size: int = 32, members=(),
+                cache_dir: str | None = None) -> Source:
+  """The dataset `name`; `members` and `cache_dir` apply to the ImageNet subsets alone."""
+  if name.startswith('imagenet_'):
+    return load_imagenet(name, data_dir, image_size, members, cache_dir)
   if name == 'digits':
     return load_digits()
   if name in TFDS_SOURCES:
     return load_tfds(name, data_dir)
   if name == 'folder':
     return load_folder(data_dir, image_size)
-  raise UsageError(f'--dataset={name} is unknown: choose one of {", ".join(DATASETS)}')
+  raise UsageError(f'--dataset={name} is unknown: choose one of {", ".join(DATASETS)} or an '
+                   'ImageNet subset (imagenet_dog, ...)')
