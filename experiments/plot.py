@@ -1,4 +1,4 @@
-r"""Writes a sweep's figures as PNGs: training curves and precision-recall curves per hold-out class.
+r"""Writes a sweep's figures as PNGs: training and precision-recall curves per hold-out class.
 
   python -m experiments.plot --root=runs/table3          # into runs/table3/plots/
   python -m experiments.plot --root=runs/table3 --out=figures

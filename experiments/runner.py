@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from experiments.runs import LOG_FILE, RunState
+from experiments.runs import RunState
 from experiments.sweeps import Run, format_value
 
 POLL_SECONDS = 0.5
@@ -57,8 +57,8 @@ def _duration(seconds: float) -> str:
 class _Progress:
   """done / running / failed / left, elapsed, and time left from the mean duration so far."""
 
-  def __init__(self, total: int, already_done: int, parallel: int, log):
-    self.total, self.done, self.parallel, self.log = total, already_done, parallel, log
+  def __init__(self, total: int, already_done: int, parallel: int):
+    self.total, self.done, self.parallel = total, already_done, parallel
     self.running = self.failed = 0
     self.durations = []
     self.start = time.time()
@@ -75,71 +75,76 @@ class _Progress:
             f'{left} left | {_duration(elapsed)} elapsed, {eta}] {event}')
 
 
+@dataclasses.dataclass
+class _Running:
+  state: RunState
+  process: subprocess.Popen
+  log: object  # the open train.log
+  log_start: int  # where this attempt's output starts in it
+  started: float
+
+  @classmethod
+  def start(cls, state: RunState, argv: list[str], env: dict) -> '_Running':
+    os.makedirs(state.workdir, exist_ok=True)
+    # Appending keeps the logs of earlier (interrupted) attempts.
+    log = open(state.log_path, 'a')
+    log_start = log.tell()
+    log.write(f'=== {time.strftime("%Y-%m-%d %H:%M:%S")} {shlex.join(argv)}\n')
+    log.flush()
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                               stdin=subprocess.DEVNULL)
+    return cls(state, process, log, log_start, time.time())
+
+
 def run_all(states: list[RunState], parallel: int, total: int, command=train_command,
             log=print) -> list[Failure]:
   """Runs `states` (the pending runs of `total`) `parallel` at a time; returns the failures.
 
   `command(run, workdir) -> argv` builds each run's command line (tests pass a fake trainer).
   """
-  progress = _Progress(total, total - len(states), parallel, log)
+  progress = _Progress(total, total - len(states), parallel)
   env = dict(os.environ)
   if parallel > 1:
     # Runs sharing an accelerator must not each reserve all its memory.
     env.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
-  pending, running, failures = list(states), {}, []
+  pending, running, failures = list(states), [], []
   try:
     while pending or running:
       while pending and len(running) < parallel:
         state = pending.pop(0)
-        running[state.run.workdir] = _start(state, command(state.run, state.workdir), env)
+        running.append(_Running.start(state, command(state.run, state.workdir), env))
         progress.running += 1
         log(progress.line(f'started {state.run.workdir}'))
       time.sleep(POLL_SECONDS)
-      for workdir, (state, process, handle, log_start, started) in list(running.items()):
-        returncode = process.poll()
-        if returncode is None:
-          continue
-        handle.close()
-        del running[workdir]
+      for entry in [entry for entry in running if entry.process.poll() is not None]:
+        running.remove(entry)
+        entry.log.close()
         progress.running -= 1
-        seconds = time.time() - started
-        if returncode == 0:
+        seconds = time.time() - entry.started
+        if entry.process.returncode == 0:
           progress.done += 1
           progress.durations.append(seconds)
-          log(progress.line(f'done {workdir} in {_duration(seconds)}'))
+          log(progress.line(f'done {entry.state.run.workdir} in {_duration(seconds)}'))
         else:
           progress.failed += 1
-          failure = Failure(state, returncode, last_error_line(state.log_path, log_start))
-          failures.append(failure)
-          log(progress.line(str(failure)))
+          failures.append(Failure(entry.state, entry.process.returncode,
+                                  last_error_line(entry.state.log_path, entry.log_start)))
+          log(progress.line(str(failures[-1])))
   except KeyboardInterrupt:
-    _stop(running.values())
+    _stop(running)
     log(f'interrupted: stopped {len(running)} runs; rerun the same command to resume them')
     raise
   return failures
 
 
-def _start(state: RunState, argv: list[str], env: dict):
-  os.makedirs(state.workdir, exist_ok=True)
-  # Appending keeps the logs of earlier (interrupted) attempts; this attempt's errors start here.
-  handle = open(os.path.join(state.workdir, LOG_FILE), 'a')
-  log_start = handle.tell()
-  handle.write(f'=== {time.strftime("%Y-%m-%d %H:%M:%S")} {shlex.join(argv)}\n')
-  handle.flush()
-  process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                             stdin=subprocess.DEVNULL)
-  return state, process, handle, log_start, time.time()
-
-
-def _stop(entries) -> None:
-  entries = list(entries)
-  for _, process, _, _, _ in entries:
-    process.terminate()
+def _stop(running: list[_Running]) -> None:
+  for entry in running:
+    entry.process.terminate()
   deadline = time.time() + TERMINATE_SECONDS
-  for _, process, handle, _, _ in entries:
+  for entry in running:
     try:
-      process.wait(max(0.0, deadline - time.time()))
+      entry.process.wait(max(0.0, deadline - time.time()))
     except subprocess.TimeoutExpired:
-      process.kill()
-      process.wait()
-    handle.close()
+      entry.process.kill()
+      entry.process.wait()
+    entry.log.close()

@@ -77,7 +77,8 @@ def _definition_differences(saved: dict, current: dict) -> list[str]:
   settings = {}
   for workdir in saved_runs.keys() & current_runs.keys():
     settings.update(_settings_differences(saved_runs[workdir], current_runs[workdir]))
-  differences += [f'{key}: {there} there, {now} now' for key, (there, now) in sorted(settings.items())]
+  differences += [f'{key}: {there} there, {now} now'
+                  for key, (there, now) in sorted(settings.items())]
   for count, where in ((len(saved_runs.keys() - current_runs.keys()), 'only there'),
                        (len(current_runs.keys() - saved_runs.keys()), 'only now')):
     if count:

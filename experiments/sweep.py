@@ -14,6 +14,7 @@ Exit status: 0 when every run is complete, 1 when any failed, 2 for a usage erro
 
 import functools
 import shlex
+import signal
 import sys
 
 from absl import app, flags
@@ -32,6 +33,11 @@ _SET = flags.DEFINE_list('set', [], 'key=value,...: tfanom.train flags for every
                          'tfanom.train\'s flags).')
 _TRAINER_MODULE = flags.DEFINE_string('trainer_module', 'tfanom.train', 'The module each run '
                                       'executes as `python -m MODULE --workdir=... --key=value`.')
+
+
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
 
 
 def main(argv):
@@ -68,8 +74,13 @@ def main(argv):
   else:
     if skipped:
       print(f'skipping {skipped} complete runs of {len(states)}', flush=True)
-    failures = runner.run_all(pending, _PARALLEL.value, total=len(states) - len(conflicts),
-                              command=command, log=lambda line: print(line, flush=True))
+    # A scheduler's SIGTERM stops the runs as Ctrl-C does, rather than orphaning them.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+      failures = runner.run_all(pending, _PARALLEL.value, total=len(states) - len(conflicts),
+                                command=command, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+      sys.exit(130)
     if failures:
       print(f'{len(failures)} of {len(states)} runs failed:')
       for failure in failures:

@@ -120,17 +120,21 @@ def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool)
     return paper_numbers.paper_value(sweep, row, aux, metric)
 
   columns = [Column(labels[v], label) for v in variants for _, label in METRICS]
+  holdouts = {dataset: sorted(set().union(*by_variant.values()), key=_holdout_order)
+              for dataset, by_variant in trials.items()}
   if len(datasets) == 1:
     dataset = datasets[0]
+    by_variant = trials[dataset]
     rows = []
-    for holdout in sorted(trials[dataset][variants[0]], key=_holdout_order):
+    for holdout in holdouts[dataset]:
       index = int(holdout) if holdout.isdigit() else None
       label = (names.get((dataset, holdout)) or _paper_row_name(sweep, index)
                or f'class {holdout}')
-      rows.append((label, [_class_cell(trials[dataset][v].get(holdout, {}), metric,
+      rows.append((label, [_class_cell(by_variant.get(v, {}).get(holdout, {}), metric,
                                        lookup(index, v, metric))
                            for v in variants for metric, _ in METRICS]))
-    rows.append(('Average', [_average_cell(trials[dataset][v], metric, lookup('Average', v, metric))
+    rows.append(('Average', [_average_cell(by_variant.get(v, {}), metric,
+                                           lookup('Average', v, metric))
                              for v in variants for metric, _ in METRICS]))
     return Table(f'{sweep}: {dataset}', 'Anomaly', columns, rows, _notes(states, rows, paper),
                  paper)
@@ -143,9 +147,9 @@ def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool)
           if entry is not None:
             member_skews.setdefault(holdout, entry[0]['skew'])
     skew = Cell(float(np.mean(list(member_skews.values()))) if member_skews else None, None,
-                len(member_skews), len(trials[dataset][variants[0]]),
+                len(member_skews), len(holdouts[dataset]),
                 paper=(paper_numbers.paper_skew(sweep, dataset), None) if paper else None)
-    rows.append((dataset, [skew] + [_average_cell(trials[dataset][v], metric,
+    rows.append((dataset, [skew] + [_average_cell(trials[dataset].get(v, {}), metric,
                                                   lookup(dataset, v, metric))
                                     for v in variants for metric, _ in METRICS]))
   return Table(f'{sweep}: {", ".join(datasets)} (each row averaged over its hold-out classes)',
@@ -226,9 +230,10 @@ def _cell_texts(cell: Cell, compare: bool, latex=False) -> list[str]:
     return [ours]
   if cell.paper is None or cell.paper[0] is None:
     return [ours, _value_text(None, None, latex), _value_text(None, None, latex)]
-  delta = _value_text(None, None, latex) if cell.mean is None else f'{cell.mean - cell.paper[0]:+.2f}'
-  if latex and cell.mean is not None:
-    delta = f'${delta}$'
+  if cell.mean is None:
+    delta = _value_text(None, None, latex)
+  else:
+    delta = f'${cell.mean - cell.paper[0]:+.2f}$' if latex else f'{cell.mean - cell.paper[0]:+.2f}'
   return [ours, _value_text(*cell.paper, latex), delta]
 
 

@@ -3,9 +3,11 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ FAKE_TRAINER = textwrap.dedent('''
     workdir = args.pop('workdir')
     def record(event):
       with open(os.environ['FAKE_RECORD'], 'a') as handle:
-        handle.write(f'{event} {time.time()} {workdir}\\n')
+        handle.write(f'{event} {time.time()} {workdir} {os.getpid()}\\n')
     record('start')
     print('fake training', flush=True)
     time.sleep(float(os.environ.get('FAKE_SECONDS', '0.4')))
@@ -94,7 +96,8 @@ def test_overrides_are_typed_and_checked():
   with pytest.raises(UsageError, match='--sweep=table9 is unknown'):
     sweeps.expand('table9')
   # A setting shared by every run may be overridden, and names the workdir when it is the aux.
-  assert sweeps.expand('table7', dict(aux='rotation'))[0].workdir == 'cifar10/holdout0/rotation/seed0'
+  first = sweeps.expand('table7', dict(aux='rotation'))[0]
+  assert first.workdir == 'cifar10/holdout0/rotation/seed0'
 
 
 def test_only_selects_runs():
@@ -119,28 +122,31 @@ def test_root_of_another_definition_is_refused(tmp_path):
 
 # The runner, on the fake trainer ------------------------------------------------------------
 
-def sweep_cli(tmp_path, *args, fail_holdout=None):
+def sweep_argv_env(tmp_path, *args, **env):
   (tmp_path / 'fake_trainer.py').write_text(FAKE_TRAINER)
   env = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{tmp_path}',
-             FAKE_RECORD=str(tmp_path / 'record.txt'))
-  if fail_holdout is not None:
-    env['FAKE_FAIL_HOLDOUT'] = str(fail_holdout)
-  return subprocess.run([sys.executable, '-m', 'experiments.sweep', '--trainer_module=fake_trainer',
-                         f'--root={tmp_path / "root"}', *args],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+             FAKE_RECORD=str(tmp_path / 'record.txt'), **env)
+  return ([sys.executable, '-m', 'experiments.sweep', '--trainer_module=fake_trainer',
+           f'--root={tmp_path / "root"}', *args], env)
+
+
+def sweep_cli(tmp_path, *args, fail_holdout=None):
+  argv, env = sweep_argv_env(tmp_path, *args, **(
+      {} if fail_holdout is None else dict(FAKE_FAIL_HOLDOUT=str(fail_holdout))))
+  return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
 def events(tmp_path):
   path = tmp_path / 'record.txt'
   if not path.exists():
     return []
-  return [(kind, float(when), workdir) for kind, when, workdir in
+  return [(kind, float(when), workdir, int(pid)) for kind, when, workdir, pid in
           (line.split() for line in path.read_text().splitlines())]
 
 
 def max_concurrency(recorded):
   running = peak = 0
-  for kind, _, _ in sorted(recorded, key=lambda event: (event[1], event[0] == 'start')):
+  for kind, *_ in sorted(recorded, key=lambda event: (event[1], event[0] == 'start')):
     running += 1 if kind == 'start' else -1
     peak = max(peak, running)
   return peak
@@ -179,6 +185,22 @@ def test_runner_reports_failures_and_goes_on(tmp_path):
   again = sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2')
   assert again.returncode == 0
   assert 'skipping 2 complete runs of 4' in again.stdout
+
+
+def test_sigterm_stops_the_runs_and_a_rerun_resumes(tmp_path):
+  argv, env = sweep_argv_env(tmp_path, *FOUR_RUNS, '--parallel=2', FAKE_SECONDS='60')
+  sweep = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while len(events(tmp_path)) < 2 and time.time() < deadline:
+    time.sleep(0.2)
+  sweep.send_signal(signal.SIGTERM)
+  output, _ = sweep.communicate(timeout=60)
+  assert sweep.returncode == 130
+  assert 'interrupted: stopped 2 runs' in output
+  for _, _, _, pid in events(tmp_path):
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
+  assert sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2').returncode == 0
 
 
 def test_runner_reruns_corrupt_results_and_keeps_other_runs(tmp_path):
@@ -265,7 +287,8 @@ def test_report_aggregates_mean_std_and_average(tmp_path):
           'Accuracy | Rotation-augmented MSP |') in markdown
   assert '| Average | 17.50 ± 2.50 | 19.50 ± 2.50 | 90.00 ± 0.00 | 18.50 ± 2.50 |' in markdown
   latex = tables.to_latex(table)
-  assert r'\multicolumn{3}{c}{Classification-only} & \multicolumn{3}{c}{Rotation-augmented}' in latex
+  assert (r'\multicolumn{3}{c}{Classification-only} & \multicolumn{3}{c}{Rotation-augmented}'
+          in latex)
   assert r'c0 & $15.00 \pm 5.00$ & $17.00 \pm 5.00$ & $90.00 \pm 0.00$' in latex
   csv_text = tables.to_csv(table)
   assert csv_text.splitlines()[0].startswith('Anomaly,Classification-only MSP mean,'
@@ -311,8 +334,8 @@ def test_report_compares_with_the_paper(tmp_path):
   assert 'cifar10/holdout0/none/seed0/results.json is not valid JSON' in result.stderr
   assert 'paper: Table 3 of Ahmed & Courville (2020)' in result.stdout
   # cat (class 3), classification-only: ours 40, paper 38.06 ± 1.31.
-  assert '| c3 | 40.00 ± 0.00 | 38.06 ± 1.31 | +1.94 | 41.00 ± 0.00 | 38.97 ± 1.43 | +2.03 |' in (
-      result.stdout)
+  assert ('| c3 | 40.00 ± 0.00 | 38.06 ± 1.31 | +1.94 | 41.00 ± 0.00 | 38.97 ± 1.43 | +2.03 |'
+          in result.stdout)
   assert '| airplane | – | 43.30 ± 1.13 | – |' in result.stdout
   assert '| Average | 40.00 (3/30) | 34.92 ± 0.41 | +5.08 |' in result.stdout
   csv_result = report_cli(tmp_path, '--compare=paper', '--format=csv')
