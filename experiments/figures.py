@@ -19,6 +19,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve  # n
 SCORES_FILE = 'scores.npz'
 SCORE_LABELS = {'msp': 'MSP', 'odin': 'ODIN'}
 _LINESTYLES = {'msp': '-', 'odin': '--'}
+_MARKERS = 'osD^v<>'  # one per seed, so that the trials of a variant are told apart
 
 
 def _colors(labels):
@@ -29,19 +30,20 @@ def _colors(labels):
 def training_curves(title: str, runs: list[tuple[str, int, dict]], path: str) -> None:
   """`runs`: (variant label, seed, results) per run; one line per run and quantity."""
   colors = _colors(dict.fromkeys(label for label, _, _ in runs))
-  figure, (cost, accuracy, ap) = plt.subplots(1, 3, figsize=(15, 4.2))
+  figure, (cost, accuracy, ap) = plt.subplots(1, 3, figsize=(17, 4.5))
   for label, seed, results in runs:
     history = results['history']
     epochs = [entry['epoch'] for entry in history]
-    color = colors[label]
+    style = dict(color=colors[label], alpha=0.8, marker=_MARKERS[seed % len(_MARKERS)],
+                 markersize=4)
     name = f'{label}, seed {seed}'
     with_train = [(e['epoch'], e['train']['loss']) for e in history if 'train' in e]
     if with_train:
-      cost.plot(*zip(*with_train), color=color, alpha=0.8, label=name)
-    accuracy.plot(epochs, [e['accuracy'] for e in history], color=color, alpha=0.8, label=name)
-    for score, style in _LINESTYLES.items():
-      ap.plot(epochs, [e['ap'][score] for e in history], style, color=color, alpha=0.8,
-              label=f'{name}, {SCORE_LABELS[score]}')
+      cost.plot(*zip(*with_train), label=name, **style)
+    accuracy.plot(epochs, [e['accuracy'] for e in history], label=name, **style)
+    for score, linestyle in _LINESTYLES.items():
+      ap.plot(epochs, [e['ap'][score] for e in history], linestyle=linestyle,
+              label=f'{name}, {SCORE_LABELS[score]}', **style)
   skew = runs[0][2]['history'][-1]['skew']
   ap.axhline(skew, color='gray', linewidth=0.8, linestyle=':', label=f'skew {skew:.2f}%')
   for axes, ylabel in ((cost, 'training cost (classification)'), (accuracy, 'test accuracy (%)'),
@@ -50,8 +52,7 @@ def training_curves(title: str, runs: list[tuple[str, int, dict]], path: str) ->
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
-  ap.legend(fontsize=7)
-  accuracy.legend(fontsize=7)
+  ap.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1.0))
   figure.suptitle(title)
   _save(figure, path)
 
@@ -69,6 +70,7 @@ def pr_curves(title: str, runs: list[tuple[str, int, dict]], path: str,
       precision, recall, _ = precision_recall_curve(is_anomaly, arrays[score])
       ap = 100 * average_precision_score(is_anomaly, arrays[score])
       axes.step(recall, precision, where='post', color=colors[label], alpha=0.8,
+                linestyle=('-', '--', ':', '-.')[seed % 4],
                 label=f'{label}, seed {seed}: AP {ap:.2f}%')
     skew = float(np.mean(np.asarray(runs[0][2]['is_anomaly'], bool)))
     axes.axhline(skew, color='gray', linewidth=0.8, linestyle=':', label=f'skew {100 * skew:.2f}%')

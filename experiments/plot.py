@@ -29,10 +29,14 @@ def main(argv):
     if _ROOT.value is None:
       raise UsageError('--root is required: the directory given to experiments.sweep')
     _, sweep_runs = runs.load_definition(_ROOT.value)
+    out = _OUT.value or os.path.join(_ROOT.value, 'plots')
+    try:
+      os.makedirs(out, exist_ok=True)
+    except OSError as error:
+      raise UsageError(f'cannot write --out={out} ({error}): choose a writable directory') from None
   except UsageError as error:
     print(f'experiments.plot: error: {error}', file=sys.stderr)
     sys.exit(2)
-  out = _OUT.value or os.path.join(_ROOT.value, 'plots')
   states = [runs.run_state(_ROOT.value, run) for run in sweep_runs]
   labels = tables.variant_labels(states)
   groups = {}  # (dataset, holdout) -> states, in sweep order

@@ -57,6 +57,10 @@ def main(argv):
   except UsageError as error:
     print(f'experiments.sweep: error: {error}', file=sys.stderr)
     sys.exit(2)
+  except OSError as error:
+    print(f'experiments.sweep: error: cannot write --root={_ROOT.value} ({error}): choose a '
+          'writable directory', file=sys.stderr)
+    sys.exit(2)
 
   states = [runs.run_state(_ROOT.value, run) for run in chosen]
   for state in states:
