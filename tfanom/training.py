@@ -94,10 +94,11 @@ class Trainer:
   """Trains one hold-out classifier and evaluates it; checkpoints let the same call resume."""
 
   def __init__(self, config: TrainConfig, split: HoldoutSplit, strategy: tf.distribute.Strategy,
-               checkpoint_dir: str | None = None, log=print):
+               checkpoint_dir: str | None = None, log=print, summary_writer=None):
     self.config, self.split, self.strategy, self.log = config, split, strategy, log
     # Before any layer exists: Keras initialisers draw their seeds when they are constructed.
     keras.utils.set_random_seed(config.seed)
+    self.summary_writer = summary_writer
     self.aux_task = make_auxiliary_task(config.aux, config.rotations)
     aux_batch = config.batch_size // 4 if self.aux_task else 0
     self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed,
@@ -268,6 +269,9 @@ class Trainer:
         self.log(f'epoch {epoch + 1}/{config.epochs} eval: accuracy {evaluation["accuracy"]:.2f}% '
                  f'AP msp {evaluation["ap"]["msp"]:.2f}% odin {evaluation["ap"]["odin"]:.2f}% '
                  f'(skew {evaluation["skew"]:.2f}%)')
+        self._summarize((epoch + 1) * self.steps_per_epoch, {
+            'eval/accuracy': evaluation['accuracy'],
+            **{f'eval/ap_{name}': value for name, value in evaluation['ap'].items()}})
       self.save()
 
   def train_epoch(self, epoch: int, stop_requested=lambda: False) -> dict:
@@ -302,6 +306,9 @@ class Trainer:
         last_log = now
         rate = (step - first_step) * images_per_step / (now - start)
         self.log(self._progress_line(epoch, step, totals, rate))
+        self._summarize(epoch * self.steps_per_epoch + step, {
+            **{f'train/{name}': value for name, value in _train_summary(totals).items()},
+            'train/learning_rate': float(self.cls_optimizer.learning_rate)})
       if step < self.steps_per_epoch:
         if stop_requested():
           self.save()
@@ -320,6 +327,15 @@ class Trainer:
       line += f' | {self.aux_task.name} loss {stats["aux_loss"]:.4f} acc {stats["aux_accuracy"]:.2f}%'
     lr = float(self.cls_optimizer.learning_rate)
     return line + f' | lr {lr:.4g} | {images_per_second:.0f} img/s'
+
+  def _summarize(self, step: int, scalars: dict):
+    """TensorBoard scalars, flushed at once so that a live TensorBoard shows them."""
+    if self.summary_writer is None:
+      return
+    with self.summary_writer.as_default(step=step):
+      for name, value in scalars.items():
+        tf.summary.scalar(name, value)
+    self.summary_writer.flush()
 
   def evaluate(self):
     """Scores every evaluation example; returns (metrics in %, per-example arrays)."""
@@ -408,7 +424,11 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   check_workdir_config(workdir, config)
-  trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log)
+  # Only the chief writes summaries: workers would interleave theirs in one event file.
+  summary_writer = (tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+                    if is_chief(strategy) else None)
+  trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
+                    summary_writer)
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
@@ -418,6 +438,8 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
   trainer.restore()
   trainer.train(stop_requested)
+  if summary_writer:
+    summary_writer.close()
   evaluations = trainer.evaluations
   if not evaluations:  # eval_every=0 and final_window=0: still report the trained model.
     evaluations = [dict(epoch=config.epochs, **trainer.evaluate()[0])]

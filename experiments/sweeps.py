@@ -1,0 +1,154 @@
+"""Named sweeps: each is a function returning the settings of its runs, one dict of
+`tfanom.train` flags per run. `SWEEPS` is the registry the command line chooses from.
+
+A run's workdir under the sweep root is named by the settings that tell runs apart
+(`<dataset>/holdout<k>/<aux>/seed<s>`); settings shared by every run of a sweep (e.g.
+`--augment=center_mask` in table7) are recorded in ROOT/sweep.json instead.
+"""
+
+import dataclasses
+
+from absl import flags
+
+from tfanom.errors import UsageError
+
+SEEDS = (0, 1, 2)  # the paper reports mean ± std over 3 trials
+AUXES = ('none', 'rotation')  # the classification-only and rotation-augmented columns
+# Members of the paper's ImageNet subsets (Table 1): every member is held out in turn.
+IMAGENET_SUBSETS = {'imagenet_dog': 12, 'imagenet_car': 10, 'imagenet_snake': 9,
+                    'imagenet_spider': 6, 'imagenet_fungus': 6}
+# Settings that tell the runs of a sweep apart; together they name the run's workdir.
+RUN_KEYS = ('dataset', 'holdout', 'aux', 'seed')
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  workdir: str  # relative to the sweep root
+  settings: dict  # tfanom.train flag -> value
+
+
+def holdout_runs(dataset: str, num_classes: int, auxes=AUXES, seeds=SEEDS, **shared) -> list[dict]:
+  """Every class held out in turn, under each auxiliary task and seed.
+
+  Seeds vary slowest, so a partly finished sweep already has one trial of every class.
+  """
+  return [dict(dataset=dataset, holdout=str(holdout), aux=aux, seed=seed, **shared)
+          for seed in seeds for holdout in range(num_classes) for aux in auxes]
+
+
+def table3() -> list[dict]:
+  """CIFAR-10, Table 3 (and Table 7's base and rotation rows)."""
+  return holdout_runs('cifar10', 10)
+
+
+def table4() -> list[dict]:
+  """STL-10, Table 4."""
+  return holdout_runs('stl10', 10)
+
+
+def table5() -> list[dict]:
+  """The five ImageNet subsets, Table 5: averaged over members in the report."""
+  return [run for dataset, members in IMAGENET_SUBSETS.items()
+          for run in holdout_runs(dataset, members)]
+
+
+def table7() -> list[dict]:
+  """CIFAR-10 with random 16x16 masks in the central 21x21 region, Table 7's middle row."""
+  return holdout_runs('cifar10', 10, auxes=('none',), augment='center_mask')
+
+
+def smoke() -> list[dict]:
+  """The machinery on any machine: tiny networks on `digits`, 3 epochs; each run takes about half
+  a minute on 2 CPU cores, mostly tracing and evaluation."""
+  return holdout_runs('digits', 10, seeds=(0, 1), depth=10, width=1, epochs=3, final_window=2)
+
+
+SWEEPS = {'table3': table3, 'table4': table4, 'table5': table5, 'table7': table7, 'smoke': smoke}
+
+
+def run_workdir(settings: dict) -> str:
+  return (f'{settings["dataset"]}/holdout{settings["holdout"]}/{settings["aux"]}/'
+          f'seed{settings["seed"]}')
+
+
+def trainer_flags() -> dict:
+  """The flags of `tfanom.train`, by name: the keys a sweep may set and how to parse them."""
+  import tfanom.train  # pylint: disable=g-import-not-at-top  # defines its flags on import
+  return {flag.name: flag for flag in flags.FLAGS.get_flags_for_module(tfanom.train)}
+
+
+def parse_assignments(items, option: str) -> list[tuple[str, str]]:
+  """`key=value` strings (one --set/--only list) as pairs."""
+  pairs = []
+  for item in items:
+    key, equals, value = item.partition('=')
+    if not equals or not key:
+      raise UsageError(f'--{option}: {item!r} is not key=value: write e.g. '
+                       f'--{option}=epochs=5,batch_size=64')
+    pairs.append((key.strip(), value.strip()))
+  return pairs
+
+
+def sweep_settings(sweep: str) -> list[dict]:
+  if sweep not in SWEEPS:
+    raise UsageError(f'--sweep={sweep} is unknown: choose one of {", ".join(SWEEPS)}')
+  return SWEEPS[sweep]()
+
+
+def parse_overrides(items, sweep: str) -> dict:
+  """`--set` items as typed `tfanom.train` flag values, checked against the sweep's runs."""
+  known = trainer_flags()
+  varying = _varying_keys(sweep_settings(sweep))
+  overrides = {}
+  for key, text in parse_assignments(items, 'set'):
+    if key not in known:
+      raise UsageError(f'--set={key}={text}: {key} is not a tfanom.train flag (see '
+                       '`python -m tfanom.train --help`)')
+    if key == 'workdir':
+      raise UsageError('--set=workdir=...: the sweep names each workdir; choose --root instead')
+    if key in varying:
+      raise UsageError(f'--set={key}={text}: {key} varies across the runs of {sweep}; select '
+                       f'runs with --only={key}={text} instead')
+    try:
+      overrides[key] = known[key].parser.parse(text)
+    except ValueError as error:
+      raise UsageError(f'--set={key}={text}: {error}') from None
+  return overrides
+
+
+def expand(sweep: str, overrides: dict | None = None) -> list[Run]:
+  """The runs of a named sweep, with `overrides` applied to every run."""
+  merged = [{**settings, **(overrides or {})} for settings in sweep_settings(sweep)]
+  runs = [Run(run_workdir(settings), settings) for settings in merged]
+  workdirs = [run.workdir for run in runs]
+  assert len(set(workdirs)) == len(workdirs), f'sweep {sweep} names two runs alike'
+  return runs
+
+
+def select(runs: list[Run], items) -> list[Run]:
+  """The runs matching every `--only` key; a key given several times matches any of its values."""
+  wanted = {}
+  for key, value in parse_assignments(items, 'only'):
+    wanted.setdefault(key, set()).add(value)
+  keys = set().union(*(run.settings for run in runs))
+  for key in wanted:
+    if key not in keys:
+      raise UsageError(f'--only={key}=...: the runs of this sweep have no setting {key}; '
+                       f'choose from {", ".join(sorted(keys))}')
+  chosen = [run for run in runs
+            if all(format_value(run.settings.get(key)) in values for key, values in wanted.items())]
+  if not chosen:
+    raise UsageError(f'--only={",".join(items)} matches none of the {len(runs)} runs')
+  return chosen
+
+
+def format_value(value) -> str:
+  """A setting as written on a command line."""
+  if isinstance(value, bool):
+    return 'true' if value else 'false'
+  return str(value)
+
+
+def _varying_keys(settings_list: list[dict]) -> set[str]:
+  keys = set().union(*settings_list)
+  return {key for key in keys if len({format_value(s.get(key)) for s in settings_list}) > 1}

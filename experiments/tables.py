@@ -1,0 +1,310 @@
+"""The paper's table shapes from a sweep's results: aggregation, then markdown, LaTeX or CSV.
+
+Each run contributes its `final` metrics (the mean of its last-epoch evaluations, as the paper),
+or its last evaluation where `final` is empty. A cell is the mean ± std over trials (seeds); std is
+numpy's population std (ddof=0): the paper does not say which it used. The Average row is the mean
+over classes of the per-class means, and its ± is the std over trials of the per-trial class
+average (so classes that vary together, as in the paper's 96.03 ± 0.00, give a small ±); only
+trials complete for every class enter that ±. A root holding several datasets (Table 5's ImageNet
+subsets) gets one row per dataset, computed as that dataset's Average row, with its skew.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+
+import numpy as np
+
+from experiments import paper_numbers
+from experiments.runs import RunState
+from experiments.sweeps import RUN_KEYS, format_value
+
+METRICS = (('msp', 'MSP'), ('odin', 'ODIN'), ('accuracy', 'Accuracy'))
+AUX_LABELS = {'none': 'Classification-only', 'rotation': 'Rotation-augmented'}
+FORMATS = ('markdown', 'latex', 'csv')
+NO_VALUE = '–'
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  mean: float | None
+  std: float | None
+  runs: int  # complete runs behind the value
+  expected: int  # runs the sweep defines for it
+  fallback: bool = False  # some run had an empty `final`: its last evaluation is used
+  paper: tuple[float, float] | None = None  # (mean, std); std None for a skew
+
+  @property
+  def incomplete(self):
+    return self.runs < self.expected
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  group: str  # e.g. 'Rotation-augmented'; '' for the skew
+  name: str  # e.g. 'MSP'
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  title: str
+  row_header: str
+  columns: list[Column]
+  rows: list[tuple[str, list[Cell]]]  # label, one cell per column
+  notes: list[str]
+  compare: str | None  # the paper's table name when comparing
+
+
+def run_metrics(results: dict) -> tuple[dict, bool]:
+  """A run's metrics from `final`, else from its last evaluation; and whether it fell back."""
+  source = results['final'] or results
+  return (dict(msp=float(source['ap']['msp']), odin=float(source['ap']['odin']),
+               accuracy=float(source['accuracy']), skew=float(source['skew'])),
+          not results['final'])
+
+
+def variant_key(settings: dict) -> str:
+  return json.dumps({k: v for k, v in settings.items() if k not in ('dataset', 'holdout', 'seed')},
+                    sort_keys=True)
+
+
+def variant_labels(states: list[RunState]) -> dict[str, str]:
+  """Variant key -> column group label, from the settings that tell variants apart."""
+  variants = {}
+  for state in states:
+    variants.setdefault(variant_key(state.run.settings), state.run.settings)
+  keys = set().union(*variants.values()) - {'dataset', 'holdout', 'seed'}
+  varying = sorted(k for k in keys if len({format_value(s.get(k)) for s in variants.values()}) > 1)
+  labels = {}
+  for key, settings in variants.items():
+    aux = settings.get('aux', 'none')
+    parts = [AUX_LABELS.get(aux, f'{aux}-augmented')]
+    parts += [f'{k}={format_value(settings.get(k))}' for k in varying if k != 'aux']
+    labels[key] = ', '.join(parts)
+  return labels
+
+
+def _holdout_order(holdout: str):
+  return (0, int(holdout), '') if holdout.isdigit() else (1, 0, holdout)
+
+
+def _stat(values: list[float]):
+  """Mean and std; no std from a single trial."""
+  if not values:
+    return None, None
+  return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else None
+
+
+def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool) -> Table:
+  """`usable`: run workdir -> (metrics, fell back) for the runs that count."""
+  labels = variant_labels(states)
+  variants = list(labels)
+  datasets = list(dict.fromkeys(state.run.settings['dataset'] for state in states))
+  # dataset -> variant -> holdout -> seed -> (metrics, fell back) | None when not usable
+  trials = {}
+  names = {}
+  for state in states:
+    s = state.run.settings
+    entry = usable.get(state.run.workdir)
+    trials.setdefault(s['dataset'], {}).setdefault(variant_key(s), {}).setdefault(
+        str(s['holdout']), {})[s['seed']] = entry
+    if state.results is not None and entry is not None:
+      names[(s['dataset'], str(s['holdout']))] = state.results['holdout']['name']
+  paper = paper_numbers.TABLES.get(sweep) if compare else None
+
+  def lookup(row, variant, metric):
+    if paper is None:
+      return None
+    aux = json.loads(variant).get('aux', 'none')
+    return paper_numbers.paper_value(sweep, row, aux, metric)
+
+  columns = [Column(labels[v], label) for v in variants for _, label in METRICS]
+  holdouts = {dataset: sorted(set().union(*by_variant.values()), key=_holdout_order)
+              for dataset, by_variant in trials.items()}
+  if len(datasets) == 1:
+    dataset = datasets[0]
+    by_variant = trials[dataset]
+    rows = []
+    for holdout in holdouts[dataset]:
+      index = int(holdout) if holdout.isdigit() else None
+      label = (names.get((dataset, holdout)) or _paper_row_name(sweep, index)
+               or f'class {holdout}')
+      rows.append((label, [_class_cell(by_variant.get(v, {}).get(holdout, {}), metric,
+                                       lookup(index, v, metric))
+                           for v in variants for metric, _ in METRICS]))
+    rows.append(('Average', [_average_cell(by_variant.get(v, {}), metric,
+                                           lookup('Average', v, metric))
+                             for v in variants for metric, _ in METRICS]))
+    return Table(f'{sweep}: {dataset}', 'Anomaly', columns, rows, _notes(states, rows, paper),
+                 paper)
+  rows = []
+  for dataset in datasets:
+    member_skews = {}  # the skew is the data's: any complete run of a member gives it
+    for by_holdout in trials[dataset].values():
+      for holdout, seeds in by_holdout.items():
+        for entry in seeds.values():
+          if entry is not None:
+            member_skews.setdefault(holdout, entry[0]['skew'])
+    skew = Cell(float(np.mean(list(member_skews.values()))) if member_skews else None, None,
+                len(member_skews), len(holdouts[dataset]),
+                paper=(paper_numbers.paper_skew(sweep, dataset), None) if paper else None)
+    rows.append((dataset, [skew] + [_average_cell(trials[dataset].get(v, {}), metric,
+                                                  lookup(dataset, v, metric))
+                                    for v in variants for metric, _ in METRICS]))
+  return Table(f'{sweep}: {", ".join(datasets)} (each row averaged over its hold-out classes)',
+               'Dataset', [Column('', 'Skew')] + columns, rows, _notes(states, rows, paper), paper)
+
+
+def _paper_row_name(sweep: str, index: int | None):
+  """The paper's name of a class, for rows none of whose runs is complete yet."""
+  rows = {'table3': paper_numbers.TABLE3_CIFAR10, 'table4': paper_numbers.TABLE4_STL10,
+          'table7': paper_numbers.TABLE3_CIFAR10}.get(sweep)
+  return rows[index][0] if rows and index is not None and index < len(rows) - 1 else None
+
+
+def _class_cell(seeds: dict, metric: str, paper) -> Cell:
+  used = [entry for entry in seeds.values() if entry is not None]
+  mean, std = _stat([metrics[metric] for metrics, _ in used])
+  return Cell(mean, std, len(used), len(seeds), any(fell_back for _, fell_back in used), paper)
+
+
+def _average_cell(by_holdout: dict, metric: str, paper) -> Cell:
+  """Mean over classes of per-class means; ± = std over complete trials of the class average."""
+  holdouts = list(by_holdout)
+  class_means = []
+  for seeds in by_holdout.values():
+    values = [entry[0][metric] for entry in seeds.values() if entry is not None]
+    if values:
+      class_means.append(np.mean(values))
+  seeds = sorted(set().union(*(set(s) for s in by_holdout.values())))
+  complete = [seed for seed in seeds
+              if all(by_holdout[h].get(seed) is not None for h in holdouts)]
+  trial_averages = [np.mean([by_holdout[h][seed][0][metric] for h in holdouts])
+                    for seed in complete]
+  used = [entry for s in by_holdout.values() for entry in s.values() if entry is not None]
+  return Cell(float(np.mean(class_means)) if class_means else None,
+              float(np.std(trial_averages)) if len(trial_averages) > 1 else None,
+              len(used), sum(len(s) for s in by_holdout.values()), any(f for _, f in used), paper)
+
+
+def _notes(states, rows, paper) -> list[str]:
+  shared = {}
+  for key, value in states[0].run.settings.items():
+    if key not in RUN_KEYS and all(s.run.settings.get(key) == value for s in states):
+      shared[key] = format_value(value)
+  notes = []
+  if shared:
+    notes.append('Settings of every run: ' + ', '.join(f'{k}={v}' for k, v in shared.items()))
+  notes.append('Each value: mean ± std (ddof=0) over trials (seeds) of each run\'s `final` '
+               'metrics (the mean of its last-epoch evaluations). Average: mean over classes of '
+               'the per-class means; ± = std over trials of the per-trial class average.')
+  cells = [cell for _, row in rows for cell in row]
+  if any(cell.incomplete for cell in cells):
+    notes.append('(k/n): only k of the n runs behind this value are complete; the others are '
+                 'left out (and out of the Average ±).')
+  if any(cell.fallback for cell in cells):
+    notes.append('†: some runs have an empty `final` window; their last evaluation is used.')
+  if paper:
+    notes.append(f'paper: {paper} of Ahmed & Courville (2020); Δ = ours − paper.')
+  return notes
+
+
+# Rendering -----------------------------------------------------------------------------------
+
+def _value_text(mean, std, latex=False) -> str:
+  if mean is None:
+    return '--' if latex else NO_VALUE
+  pm = r' \pm ' if latex else ' ± '
+  text = f'{mean:.2f}' + (f'{pm}{std:.2f}' if std is not None else '')
+  return f'${text}$' if latex else text
+
+
+def _cell_texts(cell: Cell, compare: bool, latex=False) -> list[str]:
+  ours = _value_text(cell.mean, cell.std, latex)
+  if cell.mean is not None and cell.incomplete:
+    ours += f' ({cell.runs}/{cell.expected})'
+  if cell.fallback:
+    ours += r'$^\dagger$' if latex else '†'
+  if not compare:
+    return [ours]
+  if cell.paper is None or cell.paper[0] is None:
+    return [ours, _value_text(None, None, latex), _value_text(None, None, latex)]
+  if cell.mean is None:
+    delta = _value_text(None, None, latex)
+  else:
+    delta = f'${cell.mean - cell.paper[0]:+.2f}$' if latex else f'{cell.mean - cell.paper[0]:+.2f}'
+  return [ours, _value_text(*cell.paper, latex), delta]
+
+
+def _header_names(table: Table) -> list[tuple[str, str, str]]:
+  """(group, metric, kind) per printed column; kind is '', or ours/paper/Δ when comparing."""
+  kinds = ('ours', 'paper', 'Δ') if table.compare else ('',)
+  return [(column.group, column.name, kind) for column in table.columns for kind in kinds]
+
+
+def to_markdown(table: Table) -> str:
+  headers = [' '.join(part for part in (group, name, kind if kind != 'ours' else '') if part)
+             for group, name, kind in _header_names(table)]
+  lines = [f'**{table.title}**', '', '| ' + ' | '.join([table.row_header] + headers) + ' |',
+           '|' + '---|' + '---:|' * len(headers)]
+  for label, cells in table.rows:
+    texts = [text for cell in cells for text in _cell_texts(cell, bool(table.compare))]
+    lines.append('| ' + ' | '.join([label] + texts) + ' |')
+  return '\n'.join(lines + [''] + [f'- {note}' for note in table.notes])
+
+
+def to_latex(table: Table) -> str:
+  names = _header_names(table)
+
+  def header_row(parts):
+    merged = []  # runs of equal labels become one \multicolumn
+    for part in parts:
+      if merged and merged[-1][0] == part:
+        merged[-1][1] += 1
+      else:
+        merged.append([part, 1])
+    return ' & '.join(label if count == 1 else rf'\multicolumn{{{count}}}{{c}}{{{label}}}'
+                      for label, count in merged)
+
+  escape = lambda text: text.replace('_', r'\_').replace('%', r'\%').replace('Δ', r'$\Delta$')
+  levels = [[escape(group) for group, _, _ in names], [escape(name) for _, name, _ in names]]
+  if table.compare:
+    levels.append([escape(kind) for _, _, kind in names])
+  lines = [f'% {table.title}', r'\begin{tabular}{l' + 'r' * len(names) + '}', r'\toprule']
+  for index, level in enumerate(levels):
+    first = escape(table.row_header) if index == len(levels) - 1 else ''
+    lines.append(first + ' & ' + header_row(level) + r' \\')
+  lines.append(r'\midrule')
+  for label, cells in table.rows:
+    if label == 'Average':
+      lines.append(r'\midrule')
+    texts = [text for cell in cells for text in _cell_texts(cell, bool(table.compare), latex=True)]
+    lines.append(' & '.join([escape(label)] + texts) + r' \\')
+  lines += [r'\bottomrule', r'\end{tabular}'] + [f'% {note}' for note in table.notes]
+  return '\n'.join(lines)
+
+
+def to_csv(table: Table) -> str:
+  """Numbers only: mean, std, complete and expected runs (and the paper's) per column."""
+  fields = ['mean', 'std', 'runs', 'expected'] + (['paper_mean', 'paper_std', 'diff']
+                                                  if table.compare else [])
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator='\n')
+  writer.writerow([table.row_header] + [' '.join(p for p in (c.group, c.name, f) if p)
+                                        for c in table.columns for f in fields])
+  number = lambda value: '' if value is None else f'{value:.4f}'
+  for label, cells in table.rows:
+    row = [label]
+    for cell in cells:
+      row += [number(cell.mean), number(cell.std), cell.runs, cell.expected]
+      if table.compare:
+        paper_mean, paper_std = cell.paper or (None, None)
+        diff = (cell.mean - paper_mean if cell.mean is not None and paper_mean is not None
+                else None)
+        row += [number(paper_mean), number(paper_std), number(diff)]
+    writer.writerow(row)
+  return buffer.getvalue()
+
+
+RENDERERS = {'markdown': to_markdown, 'latex': to_latex, 'csv': to_csv}

@@ -1,0 +1,408 @@
+"""Sweeps, the parallel runner (on a fake fast trainer), the report and the plots."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from experiments import paper_numbers, runs, sweeps, tables
+from experiments.sweeps import Run
+from tfanom.errors import UsageError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Runs as `python -m fake_trainer --workdir=... --key=value ...`: records when it starts and ends,
+# sleeps, then writes a results.json whose numbers follow from the hold-out and seed, or fails.
+FAKE_TRAINER = textwrap.dedent('''
+    import json, os, sys, time
+    args = dict(arg[2:].split('=', 1) for arg in sys.argv[1:])
+    workdir = args.pop('workdir')
+    def record(event):
+      with open(os.environ['FAKE_RECORD'], 'a') as handle:
+        handle.write(f'{event} {time.time()} {workdir} {os.getpid()}\\n')
+    record('start')
+    print('fake training', flush=True)
+    time.sleep(float(os.environ.get('FAKE_SECONDS', '0.4')))
+    if args['holdout'] == os.environ.get('FAKE_FAIL_HOLDOUT'):
+      print('fake.train: error: boom on purpose', file=sys.stderr)
+      record('end')
+      sys.exit(3)
+    holdout, seed = int(args['holdout']), int(args['seed'])
+    metrics = dict(accuracy=90.0 + seed, skew=10.0,
+                   ap=dict(msp=10.0 * holdout + seed, odin=10.0 * holdout + 2 * seed))
+    history = [dict(epoch=epoch, num_examples=100, num_anomalies=10,
+                    train=dict(loss=2.0 / epoch, accuracy=50.0), **metrics) for epoch in (1, 2)]
+    results = dict(dataset=args['dataset'], holdout=dict(index=holdout, name=f'c{holdout}'),
+                   aux=args['aux'], seed=seed, evaluated_on='test', flags=args,
+                   num_examples=100, num_anomalies=10, final=dict(epochs=[2], **metrics),
+                   history=history, **metrics)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'results.json'), 'w') as handle:
+      json.dump(results, handle)
+    record('end')
+''')
+
+
+# Sweep definitions --------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name, count', [('table3', 60), ('table4', 60),
+                                         ('table5', (12 + 10 + 9 + 6 + 6) * 2 * 3),
+                                         ('table7', 30), ('smoke', 40)])
+def test_sweep_sizes_and_workdirs(name, count):
+  expanded = sweeps.expand(name)
+  assert len(expanded) == count
+  assert len({run.workdir for run in expanded}) == count
+  for run in expanded:
+    s = run.settings
+    assert run.workdir == f'{s["dataset"]}/holdout{s["holdout"]}/{s["aux"]}/seed{s["seed"]}'
+  assert set(sweeps.trainer_flags()) >= set().union(*(run.settings for run in expanded))
+
+
+def test_sweep_contents():
+  assert 'cifar10/holdout9/rotation/seed2' in {run.workdir for run in sweeps.expand('table3')}
+  assert {run.settings['dataset'] for run in sweeps.expand('table4')} == {'stl10'}
+  table5 = {run.workdir for run in sweeps.expand('table5')}
+  assert 'imagenet_dog/holdout11/none/seed0' in table5
+  assert 'imagenet_dog/holdout12/none/seed0' not in table5
+  assert 'imagenet_fungus/holdout5/rotation/seed2' in table5
+  table7 = sweeps.expand('table7')
+  assert {(r.settings['aux'], r.settings['augment']) for r in table7} == {('none', 'center_mask')}
+  smoke = sweeps.expand('smoke')
+  assert {r.settings['seed'] for r in smoke} == {0, 1}
+  assert {(r.settings['dataset'], r.settings['depth'], r.settings['width']) for r in smoke} == {
+      ('digits', 10, 1)}
+
+
+def test_overrides_are_typed_and_checked():
+  overrides = sweeps.parse_overrides(['epochs=5', 'rotation_weight=1', 'validation=true',
+                                      'data_dir=/data'], 'table3')
+  assert overrides == dict(epochs=5, rotation_weight=1.0, validation=True, data_dir='/data')
+  assert all(run.settings['epochs'] == 5 for run in sweeps.expand('table3', overrides))
+  with pytest.raises(UsageError, match='epoch is not a tfanom.train flag'):
+    sweeps.parse_overrides(['epoch=5'], 'table3')
+  with pytest.raises(UsageError, match='holdout varies.*--only=holdout=3'):
+    sweeps.parse_overrides(['holdout=3'], 'table3')
+  with pytest.raises(UsageError, match='epochs=five'):
+    sweeps.parse_overrides(['epochs=five'], 'table3')
+  with pytest.raises(UsageError, match='not key=value'):
+    sweeps.parse_overrides(['epochs'], 'table3')
+  with pytest.raises(UsageError, match='--sweep=table9 is unknown'):
+    sweeps.expand('table9')
+  # A setting shared by every run may be overridden, and names the workdir when it is the aux.
+  first = sweeps.expand('table7', dict(aux='rotation'))[0]
+  assert first.workdir == 'cifar10/holdout0/rotation/seed0'
+
+
+def test_only_selects_runs():
+  chosen = sweeps.select(sweeps.expand('table3'), ['holdout=3', 'holdout=4', 'aux=none'])
+  assert len(chosen) == 2 * 3
+  assert {(r.settings['holdout'], r.settings['aux']) for r in chosen} == {('3', 'none'),
+                                                                          ('4', 'none')}
+  with pytest.raises(UsageError, match='no setting colour'):
+    sweeps.select(sweeps.expand('table3'), ['colour=red'])
+  with pytest.raises(UsageError, match='matches none'):
+    sweeps.select(sweeps.expand('table3'), ['seed=7'])
+
+
+def test_root_of_another_definition_is_refused(tmp_path):
+  runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
+  runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(data_dir='/x')))
+  with pytest.raises(UsageError, match=r'another sweep definition \(epochs: 3 there, 5 now\)'):
+    runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(epochs=5)))
+  with pytest.raises(UsageError, match='sweep smoke there, table3 now'):
+    runs.record_definition(str(tmp_path), 'table3', sweeps.expand('table3'))
+
+
+# The runner, on the fake trainer ------------------------------------------------------------
+
+def sweep_argv_env(tmp_path, *args, **env):
+  (tmp_path / 'fake_trainer.py').write_text(FAKE_TRAINER)
+  env = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{tmp_path}',
+             FAKE_RECORD=str(tmp_path / 'record.txt'), **env)
+  return ([sys.executable, '-m', 'experiments.sweep', '--trainer_module=fake_trainer',
+           f'--root={tmp_path / "root"}', *args], env)
+
+
+def sweep_cli(tmp_path, *args, fail_holdout=None):
+  argv, env = sweep_argv_env(tmp_path, *args, **(
+      {} if fail_holdout is None else dict(FAKE_FAIL_HOLDOUT=str(fail_holdout))))
+  return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def events(tmp_path):
+  path = tmp_path / 'record.txt'
+  if not path.exists():
+    return []
+  return [(kind, float(when), workdir, int(pid)) for kind, when, workdir, pid in
+          (line.split() for line in path.read_text().splitlines())]
+
+
+def max_concurrency(recorded):
+  running = peak = 0
+  for kind, *_ in sorted(recorded, key=lambda event: (event[1], event[0] == 'start')):
+    running += 1 if kind == 'start' else -1
+    peak = max(peak, running)
+  return peak
+
+
+FOUR_RUNS = ('--sweep=smoke', '--only=holdout=0,holdout=1,seed=0')
+
+
+def test_runner_parallel_then_skips_completed(tmp_path):
+  result = sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2')
+  assert result.returncode == 0, result.stderr
+  assert max_concurrency(events(tmp_path)) == 2
+  assert len([e for e in events(tmp_path) if e[0] == 'start']) == 4
+  assert '[4/4 done, 0 running, 0 failed, 0 left' in result.stdout
+  root = tmp_path / 'root'
+  assert json.loads((root / 'sweep.json').read_text())['sweep'] == 'smoke'
+  log = (root / 'digits/holdout1/rotation/seed0/train.log').read_text()
+  assert 'fake_trainer --workdir=' in log and 'fake training' in log
+
+  again = sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2')
+  assert again.returncode == 0, again.stderr
+  assert 'skipping 4 complete runs of 4' in again.stdout
+  assert len([e for e in events(tmp_path) if e[0] == 'start']) == 4  # nothing ran again
+
+
+def test_runner_reports_failures_and_goes_on(tmp_path):
+  result = sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2', fail_holdout=1)
+  assert result.returncode == 1
+  assert 'FAILED digits/holdout1/none/seed0 (exit 3): fake.train: error: boom on purpose' in (
+      result.stdout)
+  assert '2 of 4 runs failed' in result.stdout
+  root = tmp_path / 'root'
+  assert (root / 'digits/holdout0/rotation/seed0/results.json').exists()
+  assert not (root / 'digits/holdout1/rotation/seed0/results.json').exists()
+  # Once the cause is gone, the same command runs only what failed.
+  again = sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2')
+  assert again.returncode == 0
+  assert 'skipping 2 complete runs of 4' in again.stdout
+
+
+def test_sigterm_stops_the_runs_and_a_rerun_resumes(tmp_path):
+  argv, env = sweep_argv_env(tmp_path, *FOUR_RUNS, '--parallel=2', FAKE_SECONDS='60')
+  sweep = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while len(events(tmp_path)) < 2 and time.time() < deadline:
+    time.sleep(0.2)
+  sweep.send_signal(signal.SIGTERM)
+  output, _ = sweep.communicate(timeout=60)
+  assert sweep.returncode == 130
+  assert 'interrupted: stopped 2 runs' in output
+  for _, _, _, pid in events(tmp_path):
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
+  assert sweep_cli(tmp_path, *FOUR_RUNS, '--parallel=2').returncode == 0
+
+
+def test_runner_reruns_corrupt_results_and_keeps_other_runs(tmp_path):
+  assert sweep_cli(tmp_path, *FOUR_RUNS).returncode == 0
+  root = tmp_path / 'root'
+  corrupt = root / 'digits/holdout0/none/seed0/results.json'
+  corrupt.write_text('{"dataset": "dig')
+  foreign = root / 'digits/holdout1/none/seed0/results.json'
+  other = json.loads(foreign.read_text())
+  other['flags']['epochs'] = '30'
+  foreign.write_text(json.dumps(other))
+  result = sweep_cli(tmp_path, *FOUR_RUNS)
+  assert result.returncode == 1
+  assert f'warning: {corrupt} is not valid JSON' in result.stderr
+  assert f'{foreign} is a run with other settings (epochs=30 there, 3 now)' in result.stderr
+  assert json.loads(foreign.read_text())['flags']['epochs'] == '30'  # never overwritten
+  assert json.loads(corrupt.read_text())['dataset'] == 'digits'  # rerun
+  assert len([e for e in events(tmp_path) if e[0] == 'start']) == 5
+
+
+def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
+  result = sweep_cli(tmp_path, '--sweep=table3', '--dry_run', '--set=data_dir=/data,epochs=2')
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert len(lines) == 60
+  root = tmp_path / 'root'
+  assert lines[0] == (f'{sys.executable} -m fake_trainer --workdir={root}/cifar10/holdout0/none/'
+                      'seed0 --dataset=cifar10 --holdout=0 --aux=none --seed=0 --data_dir=/data '
+                      '--epochs=2')
+  assert not events(tmp_path)
+  assert len(json.loads((root / 'sweep.json').read_text())['runs']) == 60
+
+
+def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path):
+  for args, message in [(('--sweep=nope',), '--sweep=nope is unknown'),
+                        (('--sweep=smoke', '--set=colour=red'), 'colour is not a tfanom.train'),
+                        (('--sweep=smoke', '--only=seed=9'), 'matches none')]:
+    result = sweep_cli(tmp_path, *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith('experiments.sweep: error: ') and message in result.stderr
+
+
+# The report ---------------------------------------------------------------------------------
+
+def write_results(root, run: Run, msp, odin, accuracy, final=True):
+  metrics = dict(accuracy=accuracy, skew=10.0, ap=dict(msp=msp, odin=odin))
+  holdout = int(run.settings['holdout'])
+  results = dict(dataset=run.settings['dataset'], holdout=dict(index=holdout, name=f'c{holdout}'),
+                 aux=run.settings['aux'], seed=run.settings['seed'], flags=dict(run.settings),
+                 final=dict(epochs=[3], **metrics) if final else {},
+                 history=[dict(epoch=3, **metrics)], **metrics)
+  path = pathlib.Path(root) / run.workdir / 'results.json'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(results))
+
+
+def usable_of(states):
+  return {s.run.workdir: tables.run_metrics(s.results) for s in states if s.status == 'complete'}
+
+
+def test_report_aggregates_mean_std_and_average(tmp_path):
+  chosen = sweeps.select(sweeps.expand('smoke'), ['holdout=0', 'holdout=1'])
+  # MSP per (holdout, seed); the other metrics are fixed offsets of it.
+  msp = {('0', 0): 10.0, ('0', 1): 20.0, ('1', 0): 30.0, ('1', 1): 10.0}
+  for run in chosen:
+    value = msp[(run.settings['holdout'], run.settings['seed'])]
+    value += 1.0 if run.settings['aux'] == 'rotation' else 0.0
+    write_results(tmp_path, run, value, value + 2, 90.0)
+  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  table = tables.build_table('smoke', states, usable_of(states), compare=False)
+  assert [label for label, _ in table.rows] == ['c0', 'c1', 'Average']
+  by_label = dict(table.rows)
+  c0_msp, c1_msp, average_msp = by_label['c0'][0], by_label['c1'][0], by_label['Average'][0]
+  assert (c0_msp.mean, c0_msp.std) == (15.0, 5.0)
+  assert (c1_msp.mean, c1_msp.std) == (20.0, 10.0)
+  # Class means 15 and 20; per-trial class averages 20 (seed 0) and 15 (seed 1).
+  assert (average_msp.mean, average_msp.std) == (17.5, 2.5)
+  assert by_label['Average'][3].mean == 18.5  # rotation MSP
+  assert by_label['Average'][2].std == 0.0  # accuracy identical across trials
+
+  markdown = tables.to_markdown(table)
+  assert ('| Anomaly | Classification-only MSP | Classification-only ODIN | Classification-only '
+          'Accuracy | Rotation-augmented MSP |') in markdown
+  assert '| Average | 17.50 ± 2.50 | 19.50 ± 2.50 | 90.00 ± 0.00 | 18.50 ± 2.50 |' in markdown
+  latex = tables.to_latex(table)
+  assert (r'\multicolumn{3}{c}{Classification-only} & \multicolumn{3}{c}{Rotation-augmented}'
+          in latex)
+  assert r'c0 & $15.00 \pm 5.00$ & $17.00 \pm 5.00$ & $90.00 \pm 0.00$' in latex
+  csv_text = tables.to_csv(table)
+  assert csv_text.splitlines()[0].startswith('Anomaly,Classification-only MSP mean,'
+                                             'Classification-only MSP std,Classification-only '
+                                             'MSP runs,Classification-only MSP expected')
+  assert 'Average,17.5000,2.5000,4,4,' in csv_text
+
+
+def test_report_marks_incomplete_and_fallback(tmp_path):
+  chosen = sweeps.select(sweeps.expand('smoke'), ['holdout=0', 'holdout=1', 'aux=none'])
+  for run in chosen:
+    if (run.settings['holdout'], run.settings['seed']) != ('1', 1):
+      write_results(tmp_path, run, 10.0 + run.settings['seed'], 12.0, 90.0,
+                    final=run.settings['holdout'] != '0')
+  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  table = tables.build_table('smoke', states, usable_of(states), compare=False)
+  by_label = dict(table.rows)
+  assert by_label['c1'][0].mean == 10.0 and by_label['c1'][0].std is None
+  markdown = tables.to_markdown(table)
+  assert '| c1 | 10.00 (1/2) |' in markdown
+  # Only seed 0 is complete for every class: no ± from one trial, and the row is marked.
+  assert '| Average | 10.25 (3/4)† |' in markdown
+  assert any(note.startswith('(k/n): only k of the n runs') for note in table.notes)
+  assert any(note.startswith('†: some runs have an empty `final`') for note in table.notes)
+
+
+def report_cli(root, *args):
+  return subprocess.run([sys.executable, '-m', 'experiments.report', f'--root={root}', *args],
+                        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_report_compares_with_the_paper(tmp_path):
+  all_runs = sweeps.expand('table3')
+  runs.record_definition(str(tmp_path), 'table3', all_runs)
+  for run in all_runs:
+    if run.settings['holdout'] == '3':
+      write_results(tmp_path, run, 40.0, 41.0, 96.0)
+  (tmp_path / all_runs[0].workdir / 'results.json').parent.mkdir(parents=True)
+  (tmp_path / all_runs[0].workdir / 'results.json').write_text('not json')
+  result = report_cli(tmp_path, '--compare=paper')
+  assert result.returncode == 0, result.stderr
+  assert 'cifar10/holdout0/none/seed0/results.json is not valid JSON' in result.stderr
+  assert 'paper: Table 3 of Ahmed & Courville (2020)' in result.stdout
+  # cat (class 3), classification-only: ours 40, paper 38.06 ± 1.31.
+  assert ('| c3 | 40.00 ± 0.00 | 38.06 ± 1.31 | +1.94 | 41.00 ± 0.00 | 38.97 ± 1.43 | +2.03 |'
+          in result.stdout)
+  assert '| airplane | – | 43.30 ± 1.13 | – |' in result.stdout
+  assert '| Average | 40.00 (3/30) | 34.92 ± 0.41 | +5.08 |' in result.stdout
+  csv_result = report_cli(tmp_path, '--compare=paper', '--format=csv')
+  assert 'Average,40.0000,,3,30,34.9200,0.4100,5.0800,' in csv_result.stdout
+
+
+def test_report_one_row_per_dataset_with_skew(tmp_path):
+  chosen = sweeps.select(sweeps.expand('table5'), ['dataset=imagenet_spider',
+                                                   'dataset=imagenet_fungus', 'seed=0'])
+  for run in chosen:
+    write_results(tmp_path, run, 20.0 + int(run.settings['holdout']), 25.0, 70.0)
+  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  table = tables.build_table('table5', states, usable_of(states), compare=True)
+  assert [label for label, _ in table.rows] == ['imagenet_spider', 'imagenet_fungus']
+  skew, msp = table.rows[0][1][:2]
+  assert (skew.mean, skew.paper) == (10.0, (16.67, None))
+  assert msp.mean == 22.5 and msp.paper == paper_numbers.paper_value(
+      'table5', 'imagenet_spider', 'none', 'msp') == (21.20, 0.56)
+
+
+def test_bad_report_input(tmp_path):
+  result = report_cli(tmp_path)
+  assert result.returncode == 2
+  assert 'holds no sweep.json' in result.stderr and len(result.stderr.splitlines()) == 1
+  runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
+  result = report_cli(tmp_path, '--compare=paper')
+  assert result.returncode == 2 and 'sweep smoke, which has no table in the paper' in result.stderr
+
+
+# Plots --------------------------------------------------------------------------------------
+
+def test_plots_are_written(tmp_path):
+  assert sweep_cli(tmp_path, '--sweep=smoke', '--only=holdout=2,seed=0').returncode == 0
+  root = tmp_path / 'root'
+  rng = np.random.default_rng(0)
+  is_anomaly = rng.random(200) < 0.1
+  np.savez(root / 'digits/holdout2/rotation/seed0/scores.npz', is_anomaly=is_anomaly,
+           msp=rng.random(200) + is_anomaly, odin=rng.random(200) + 0.5 * is_anomaly,
+           label=np.where(is_anomaly, -1, 0))
+  result = subprocess.run([sys.executable, '-m', 'experiments.plot', f'--root={root}'], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert 'no PR curves for 1 runs without scores.npz' in result.stderr
+  for name in ('holdout2_training.png', 'holdout2_pr.png'):
+    data = (root / 'plots/digits' / name).read_bytes()
+    assert data.startswith(b'\x89PNG\r\n\x1a\n') and len(data) > 10_000
+
+
+# The real trainer ---------------------------------------------------------------------------
+
+def test_one_real_run_is_complete_and_skipped(tmp_path):
+  """The real tfanom.train: its flags, results.json and TensorBoard summaries fit the runner."""
+  root = tmp_path / 'root'
+  args = [sys.executable, '-m', 'experiments.sweep', '--sweep=smoke', f'--root={root}',
+          '--only=holdout=0,aux=none,seed=0', '--set=epochs=1,final_window=1']
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stdout + first.stderr
+  run, = sweeps.select(sweeps.expand('smoke', dict(epochs=1, final_window=1)),
+                       ['holdout=0', 'aux=none', 'seed=0'])
+  assert runs.run_state(str(root), run).status == 'complete'
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # slow: only this test needs it
+  tags = {value.tag for path in (root / run.workdir / 'tensorboard').glob('events.out.tfevents.*')
+          for event in tf.compat.v1.train.summary_iterator(str(path))
+          for value in event.summary.value}
+  assert tags >= {'train/loss', 'train/accuracy', 'train/learning_rate', 'eval/accuracy',
+                  'eval/ap_msp', 'eval/ap_odin'}
+  second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert 'skipping 1 complete runs of 1' in second.stdout
