@@ -144,7 +144,7 @@ def test_cache_is_reused_and_matches_direct_decoding(ilsvrc, tmp_path, monkeypat
   # The cached pixels are those of the shared resize-and-crop decoder.
   from tfanom.data.sources import decode_images
   files = sorted(str(p) for p in (ilsvrc / 'train' / imagenet.SUBSETS['fungus'][0][0]).iterdir())
-  np.testing.assert_array_equal(decode_images(files, SMALL), first.train.images[:len(files)])
+  np.testing.assert_array_equal(decode_images(files, SMALL)[0], first.train.images[:len(files)])
 
 
 def test_default_cache_lives_in_data_dir(tmp_path):

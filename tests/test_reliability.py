@@ -218,3 +218,28 @@ def test_bad_command_lines_give_one_line_and_destroy_nothing(tmp_path):
     assert not any(line.startswith('tfanom.train') for line in lines[:-1]), lines
   assert (workdir / 'results.json').read_text() == '{"complete": true}\n'
   assert sorted(os.listdir(workdir)) == ['results.json']
+
+
+def _image_folder(root, classes=('cat', 'dog'), per_class=3, size=12):
+  rng = np.random.default_rng(0)
+  for split in ('train', 'test'):
+    for name in classes:
+      folder = root / split / name
+      folder.mkdir(parents=True)
+      for index in range(per_class):
+        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        (folder / f'{index}.png').write_bytes(tf.io.encode_png(pixels).numpy())
+  return root
+
+
+def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path):
+  from tfanom.data.sources import load_folder
+  from tfanom.errors import UsageError
+  root = _image_folder(tmp_path / 'images')
+  broken = root / 'train' / 'dog' / '1.png'
+  broken.write_bytes(broken.read_bytes()[:40])
+  with pytest.raises(UsageError, match=f'{broken} is not a readable image.*--skip_corrupt'):
+    load_folder(str(root), 8)
+  source = load_folder(str(root), 8, skip_corrupt=True)
+  assert len(source.train) == 5 and len(source.test) == 6
+  assert source.train.labels.tolist() == [0, 0, 0, 1, 1]

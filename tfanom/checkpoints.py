@@ -67,7 +67,8 @@ def latest_checkpoint(workdir: str) -> str:
 
 def load_split(config: TrainConfig) -> HoldoutSplit:
   """The run's hold-out split, rebuilt from its data source exactly as training built it."""
-  source = load_source(config.dataset, config.data_dir, config.image_size)
+  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
+                       config.cache_dir, config.skip_corrupt)
   return make_holdout(source, config.holdout, config.validation, config.seed)
 
 

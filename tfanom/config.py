@@ -51,6 +51,7 @@ class TrainConfig:
   crop_size: int | None = None
   members: tuple[str, ...] = ()  # WordNet ids of --dataset=imagenet_subset
   cache_dir: str | None = None  # decoded ImageNet images; default <data_dir>/tfanom_cache
+  skip_corrupt: bool = False  # drop unreadable image files (folder, ImageNet) instead of failing
   workdir: str | None = None
   aux: str = 'rotation'
   aux_norm: str = 'protected'

@@ -66,6 +66,8 @@ _EVAL_EVERY = flags.DEFINE_integer('eval_every', 1, 'Evaluate every N epochs (an
 _FINAL_WINDOW = flags.DEFINE_integer('final_window', 10, 'results.json `final` averages the '
                                      'evaluations after each of this many last epochs.')
 _STEPS_PER_LOOP = flags.DEFINE_integer('steps_per_loop', 50, 'Training steps per traced call.')
+_SKIP_CORRUPT = flags.DEFINE_bool('skip_corrupt', False, 'Skip unreadable image files (folder, '
+                                   'ImageNet) and report how many, instead of stopping.')
 _CHECKPOINT_EVERY_STEPS = flags.DEFINE_integer(
     'checkpoint_every_steps', 0, 'Also checkpoint inside an epoch every N steps (0: only at the '
     'end of each epoch).')
@@ -79,7 +81,8 @@ def config_from_flags() -> config_lib.TrainConfig:
   return config_lib.TrainConfig(
       dataset=_DATASET.value, holdout=_HOLDOUT.value, data_dir=_DATA_DIR.value,
       image_size=_IMAGE_SIZE.value, crop_size=_CROP_SIZE.value,
-      members=tuple(_MEMBERS.value or ()), cache_dir=_CACHE_DIR.value, workdir=_WORKDIR.value,
+      members=tuple(_MEMBERS.value or ()), cache_dir=_CACHE_DIR.value,
+      skip_corrupt=_SKIP_CORRUPT.value, workdir=_WORKDIR.value,
       aux=_AUX.value,
       aux_norm=_AUX_NORM.value, rotations=_ROTATIONS.value,
       rotation_weight=_ROTATION_WEIGHT.value, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,

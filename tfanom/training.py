@@ -420,7 +420,7 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir)
+                       config.cache_dir, config.skip_corrupt)
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   check_workdir_config(workdir, config)

@@ -146,15 +146,17 @@ def _digest(payload) -> str:
   return hashlib.sha1(json.dumps(payload).encode()).hexdigest()[:16]
 
 
-def _decoded(split: _EncodedSplit, cache_dir: pathlib.Path, image_size: int):
+def _decoded(split: _EncodedSplit, cache_dir: pathlib.Path, image_size: int,
+             skip_corrupt: bool = False):
   """The split's images (a read-only memory map of the cache) and labels, decoding on first use."""
-  stem = cache_dir / f'{split.name}_{image_size}px_{split.key}'
+  # A cache written while skipping unreadable images holds fewer images: it has a name of its own.
+  stem = cache_dir / f'{split.name}_{image_size}px_{split.key}{"_skipped" if skip_corrupt else ""}'
   images_path, labels_path = pathlib.Path(f'{stem}.u8'), pathlib.Path(f'{stem}.labels.npy')
   image_bytes = image_size * image_size * 3
   # The labels are written last, so a cache with labels and images of the right size is complete.
   if not (labels_path.exists() and images_path.exists()
           and images_path.stat().st_size == len(np.load(labels_path)) * image_bytes):
-    _decode_into(split, images_path, labels_path, image_size)
+    _decode_into(split, images_path, labels_path, image_size, skip_corrupt)
   labels = np.load(labels_path)
   if not len(labels):
     return np.zeros((0, image_size, image_size, 3), np.uint8), labels
@@ -162,16 +164,18 @@ def _decoded(split: _EncodedSplit, cache_dir: pathlib.Path, image_size: int):
   return images, labels
 
 
-def _decode_into(split: _EncodedSplit, images_path, labels_path, image_size):
+def _decode_into(split: _EncodedSplit, images_path, labels_path, image_size, skip_corrupt):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfanom.data.sources import resize_and_center_crop  # pylint: disable=g-import-not-at-top
+  from tfanom.data import sources  # pylint: disable=g-import-not-at-top
 
   def decode(encoded, label):
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    return resize_and_center_crop(image, image_size), label
+    return sources.resize_and_center_crop(image, image_size), label
 
-  batches = split.dataset().map(decode, num_parallel_calls=tf.data.AUTOTUNE,
-                                deterministic=True).batch(DECODE_BATCH).prefetch(2)
+  decoded = split.dataset().map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if skip_corrupt:
+    decoded = decoded.ignore_errors()
+  batches = decoded.batch(DECODE_BATCH).prefetch(2)
   partial = images_path.with_name(f'.{images_path.name}.{os.getpid()}.partial')
   labels, written = [], 0
   try:
@@ -184,7 +188,9 @@ def _decode_into(split: _EncodedSplit, images_path, labels_path, image_size):
           written += len(batch_labels)
       except tf.errors.InvalidArgumentError:
         raise UsageError(f'{split.locate(written)} is not a readable image: remove or replace '
-                         'it') from None
+                         'it, or pass --skip_corrupt') from None
+    if skip_corrupt:
+      sources.warn_skipped(split.dataset().reduce(0, lambda count, _: count + 1).numpy() - written)
     os.replace(partial, images_path)
     labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
     partial_labels = labels_path.with_name(f'.{labels_path.name}.{os.getpid()}.partial.npy')
@@ -198,7 +204,7 @@ def _decode_into(split: _EncodedSplit, images_path, labels_path, image_size):
 
 
 def load_imagenet(dataset: str, data_dir: str | None, image_size: int = 256, members=(),
-                  cache_dir: str | None = None):
+                  cache_dir: str | None = None, skip_corrupt: bool = False):
   """The subset `dataset` as a Source: classes named as in Table 8, also known by WordNet id."""
   from tfanom.data.sources import LabelledImages, Source  # pylint: disable=g-import-not-at-top
   chosen = subset_members(dataset, members)
@@ -216,7 +222,7 @@ def load_imagenet(dataset: str, data_dir: str | None, image_size: int = 256, mem
   cache = pathlib.Path(cache_dir) if cache_dir else root / CACHE_FOLDER
   arrays = {}
   for split_name, split in splits.items():
-    images, labels = _decoded(split, cache, image_size)
+    images, labels = _decoded(split, cache, image_size, skip_corrupt)
     counts = np.bincount(labels, minlength=len(wnids))
     empty = [wnid for wnid, count in zip(wnids, counts) if not count]
     if empty:

@@ -10,6 +10,7 @@ import pathlib
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfanom.data.imagenet import load_imagenet
 from tfanom.errors import UsageError
@@ -129,25 +130,43 @@ def list_image_folder(split_dir: pathlib.Path, class_names=None):
   return tuple(class_names), files, np.asarray(labels, np.int64)
 
 
-def decode_images(files, image_size: int, channels: int = 3) -> np.ndarray:
-  """Decodes and resizes (shorter side to `image_size`, centre crop) a list of image files."""
+def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool = False):
+  """Decodes and resizes (shorter side to `image_size`, centre crop) a list of image files.
 
-  def decode(path):
+  Returns the images and the positions in `files` they come from: all of them, unless
+  `skip_corrupt` drops unreadable files (with a warning that counts them) instead of failing.
+  """
+
+  def decode(path, position):
     image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-    return resize_and_center_crop(image, image_size)
+    return resize_and_center_crop(image, image_size), position
 
-  dataset = tf.data.Dataset.from_tensor_slices(files).map(
+  dataset = tf.data.Dataset.from_tensor_slices((files, tf.range(len(files)))).map(
       decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if skip_corrupt:
+    dataset = dataset.ignore_errors()
   images = np.empty((len(files), image_size, image_size, channels), np.uint8)
-  position = 0
+  kept = np.empty(len(files), np.int64)
+  count = 0
   try:
-    for batch in dataset.batch(256).as_numpy_iterator():
-      images[position:position + len(batch)] = batch
-      position += len(batch)
+    for batch, positions in dataset.batch(256).as_numpy_iterator():
+      images[count:count + len(batch)] = batch
+      kept[count:count + len(batch)] = positions
+      count += len(batch)
   except tf.errors.InvalidArgumentError:
-    raise UsageError(f'{first_undecodable(files[position:])} is not a readable image: '
-                     'remove or replace it') from None
-  return images
+    raise UsageError(f'{first_undecodable(files[count:])} is not a readable image: remove or '
+                     'replace it, or pass --skip_corrupt') from None
+  warn_skipped(len(files) - count, [files[i] for i in sorted(set(range(len(files)))
+                                                             - set(kept[:count].tolist()))])
+  return images[:count], kept[:count]
+
+
+def warn_skipped(skipped: int, examples=()):
+  if skipped:
+    shown = ', '.join(map(str, list(examples)[:3]))
+    logging.warning('--skip_corrupt: skipped %d unreadable image%s%s', skipped,
+                    's' if skipped > 1 else '', f' ({shown}{", ..." if skipped > 3 else ""})'
+                    if shown else '')
 
 
 def first_undecodable(files):
@@ -171,7 +190,7 @@ def resize_and_center_crop(image, size: int):
   return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 
-def load_folder(root: str | None, image_size: int) -> Source:
+def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False) -> Source:
   """Any user data in ImageFolder layout: `root/train/<class>/*` and `root/test/<class>/*`."""
   layout = 'root/train/<class>/*.jpg and root/test/<class>/*.jpg'
   if root is None:
@@ -184,26 +203,29 @@ def load_folder(root: str | None, image_size: int) -> Source:
   if len(class_names) < 2:
     raise UsageError(f'{root_path / "train"} must hold at least two class folders')
   _, test_files, test_labels = list_image_folder(root_path / 'test', class_names)
-  return Source(
-      name='folder',
-      class_names=class_names,
-      train=LabelledImages(decode_images(train_files, image_size), train_labels),
-      test=LabelledImages(decode_images(test_files, image_size), test_labels))
+
+  def split(files, labels):
+    images, kept = decode_images(files, image_size, skip_corrupt=skip_corrupt)
+    return LabelledImages(images, labels[kept])
+
+  return Source(name='folder', class_names=class_names, train=split(train_files, train_labels),
+                test=split(test_files, test_labels))
 
 
 DATASETS = ('digits', *TFDS_SOURCES, 'folder')
 
 
 def load_source(name: str, data_dir: str | None = None, image_size: int = 32, members=(),
-                cache_dir: str | None = None) -> Source:
-  """The dataset `name`; `members` and `cache_dir` apply to the ImageNet subsets alone."""
+                cache_dir: str | None = None, skip_corrupt: bool = False) -> Source:
+  """The dataset `name`; `members` and `cache_dir` apply to the ImageNet subsets alone,
+  `skip_corrupt` to the image files of folders and ImageNet."""
   if name.startswith('imagenet_'):
-    return load_imagenet(name, data_dir, image_size, members, cache_dir)
+    return load_imagenet(name, data_dir, image_size, members, cache_dir, skip_corrupt)
   if name == 'digits':
     return load_digits()
   if name in TFDS_SOURCES:
     return load_tfds(name, data_dir)
   if name == 'folder':
-    return load_folder(data_dir, image_size)
+    return load_folder(data_dir, image_size, skip_corrupt)
   raise UsageError(f'--dataset={name} is unknown: choose one of {", ".join(DATASETS)} or an '
                    'ImageNet subset (imagenet_dog, ...)')
