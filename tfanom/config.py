@@ -29,7 +29,7 @@ DATASET_DEFAULTS = {
     # tunes lambda to "a mix of 0.5 and 1.0" without saying which subset got which; 0.5 it is.
     # The stem is the official code's (7x7/2 convolution, 3x3/2 max pooling), which the published
     # numbers were most likely run with; --stem=imagenet_avgpool is the paper's text (see
-    # docs/benchmarks.md).
+    # the README, "Benchmarks").
     **{f'imagenet_{subset}': dict(depth=28, width=4, dropout=0.0, epochs=200, batch_size=64,
                                   rotation_weight=0.5, augment='crop_flip', extra_groups=1,
                                   stem='imagenet_maxpool', image_size=256, crop_size=224)

@@ -78,7 +78,7 @@ def subset_members(dataset: str, members=()) -> tuple[tuple[str, str], ...]:
     what = ('is not an ILSVRC2012 WordNet id' if len(unknown) == 1
             else 'are not ILSVRC2012 WordNet ids')
     raise UsageError(f'--members: {", ".join(unknown)} {what}: give ids such as n02091244 (see '
-                     'docs/benchmarks.md)')
+                     'the README, "Benchmarks")')
   if len(set(members)) != len(members) or len(members) < 2:
     raise UsageError(f'--members={",".join(members)} must name at least two different classes')
   names = {wnid: name for table in SUBSETS.values() for wnid, name in table}
@@ -119,7 +119,7 @@ def _tfds_splits(data_dir: str, wnids, image_size: int) -> dict[str, _EncodedSpl
   builder = tfds.builder('imagenet2012', data_dir=data_dir)
   if not builder.is_prepared():
     raise UsageError(f'--data_dir={data_dir} holds neither an ILSVRC2012 folder ({LAYOUT}) nor '
-                     'TFDS\'s prepared imagenet2012: see docs/benchmarks.md')
+                     'TFDS\'s prepared imagenet2012: see the README, "Benchmarks"')
   all_wnids = list(builder.info.features['label'].names)
   original = tf.constant([all_wnids.index(wnid) for wnid in wnids], tf.int64)
 
