@@ -5,7 +5,8 @@ r"""Exports a trained run as a SavedModel for TF Serving.
 --export_dir is a numbered version folder, as TF Serving expects. The SavedModel takes raw uint8
 images [batch, H, W, C] of the training size; signature `serving_default` returns probabilities,
 class_id, class_name, msp_score, energy_score and max_logit_score, signature `odin` returns
-odin_score; every *_score is higher for more anomalous images. See the README, "Serving with TF Serving".
+odin_score; every *_score is higher for more anomalous images. See the README, "Serving with TF
+Serving".
 """
 
 import os
