@@ -51,6 +51,15 @@ class WRNConfig:
     return (self.depth - 4) // 6
 
 
+def track_for_checkpoint(owner, name, items):
+  """Makes each of `items` an attribute of `owner` too: Keras 3 tracks the layers and variables
+  that a list holds for its own weight lists and for SavedModel, but not for tf.train.Checkpoint,
+  which would silently leave them out (batch-norm moving statistics included)."""
+  for index, item in enumerate(items):
+    setattr(owner, f'{name}_{index}', item)
+  return items
+
+
 class TaskBatchNorm(keras.layers.Layer):
   """Batch normalisation with one set of scale, shift and moving statistics per task.
 
@@ -68,10 +77,11 @@ class TaskBatchNorm(keras.layers.Layer):
     channels = (input_shape[-1],)
 
     def weights(name, initializer, trainable):
-      return [self.add_weight(shape=channels, name=f'{name}_{task}', initializer=initializer,
-                              trainable=trainable, autocast=False,
-                              aggregation='none' if trainable else 'mean')
-              for task in range(self.num_tasks)]
+      return track_for_checkpoint(self, name, [
+          self.add_weight(shape=channels, name=f'{name}_{task}', initializer=initializer,
+                          trainable=trainable, autocast=False,
+                          aggregation='none' if trainable else 'mean')
+          for task in range(self.num_tasks)])
 
     self.gamma = weights('gamma', 'ones', True)
     self.beta = weights('beta', 'zeros', True)
@@ -168,6 +178,8 @@ class WideResNet(keras.Model):
         strides = 2 if group > 0 and block == 0 else 1
         self.blocks.append(WideBlock(filters, strides, config.dropout, config.norm_tasks,
                                      config.padding, name=f'group{group}_block{block}'))
+    track_for_checkpoint(self, 'stem', self.stem)
+    track_for_checkpoint(self, 'block', self.blocks)
     self.final_norm = TaskBatchNorm(config.norm_tasks)
     self.class_head = keras.layers.Dense(config.num_classes, name='class_head')
 

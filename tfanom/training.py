@@ -61,11 +61,12 @@ class Trainer:
   def __init__(self, config: TrainConfig, split: HoldoutSplit, strategy: tf.distribute.Strategy,
                checkpoint_dir: str | None = None, log=print):
     self.config, self.split, self.strategy, self.log = config, split, strategy, log
+    # Before any layer exists: Keras layers draw their initializers' seeds when constructed.
+    keras.utils.set_random_seed(config.seed)
     self.aux_task = make_auxiliary_task(config.aux, config.rotations)
     aux_batch = config.batch_size // 4 if self.aux_task else 0
     self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
-    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
       self.model = build_wide_resnet(wrn_config(config, split.num_classes),
                                      split.train.images.shape[1:], split.mean, split.std)
@@ -307,9 +308,11 @@ def train_and_evaluate(config: TrainConfig, log=print) -> dict:
   source = load_source(config.dataset, config.data_dir, config.image_size)
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
-  check_workdir_config(workdir, config)
   strategy = make_strategy(config.strategy)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, 'checkpoints'), log)
+  # After the Trainer has checked every flag, so that a bad one is named as such rather than
+  # reported as a difference from the workdir's settings.
+  check_workdir_config(workdir, config)
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
