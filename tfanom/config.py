@@ -114,6 +114,9 @@ class TrainConfig:
     if bool(self.members) != (self.dataset == 'imagenet_subset'):
       raise UsageError('--dataset=imagenet_subset needs --members=WNID,WNID,... and --members '
                        'applies to it alone')
+    # numpy and Keras seed generators take 32-bit unsigned seeds.
+    if not 0 <= self.seed < 2**32:
+      raise UsageError(f'--seed={self.seed} must be in 0..{2**32 - 1}')
     if self.eval_every < 0:
       raise UsageError(f'--eval_every={self.eval_every} must be >= 0 (0: only the final window)')
     if self.aux_norm not in AUX_NORMS:

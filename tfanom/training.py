@@ -94,11 +94,12 @@ class Trainer:
   """Trains one hold-out classifier and evaluates it; checkpoints let the same call resume."""
 
   def __init__(self, config: TrainConfig, split: HoldoutSplit, strategy: tf.distribute.Strategy,
-               checkpoint_dir: str | None = None, log=print, summary_writer=None):
+               checkpoint_dir: str | None = None, log=print, summary_dir: str | None = None):
     self.config, self.split, self.strategy, self.log = config, split, strategy, log
     # Before any layer exists: Keras initialisers draw their seeds when they are constructed.
     keras.utils.set_random_seed(config.seed)
-    self.summary_writer = summary_writer
+    self.summary_dir = summary_dir
+    self.summary_writer = None
     self.aux_task = make_auxiliary_task(config.aux, config.rotations)
     aux_batch = config.batch_size // 4 if self.aux_task else 0
     self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed,
@@ -229,9 +230,9 @@ class Trainer:
       except AssertionError:
         raise UsageError(f'{latest} does not match this model and its optimizers: it was written '
                          'by another configuration or tfanom version; use a new --workdir') from None
-      self.log(f'resumed from {latest} (epoch {int(self.epoch.numpy()) + 1} of '
-               f'{self.config.epochs}, step {int(self.step_in_epoch.numpy())} of '
-               f'{self.steps_per_epoch})')
+      done, step = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
+      self.log(f'resumed from {latest}: {done} of {self.config.epochs} epochs done'
+               + (f', {step} of {self.steps_per_epoch} steps into epoch {done + 1}' if step else ''))
     return int(self.epoch.numpy())
 
   def save(self):
@@ -258,11 +259,11 @@ class Trainer:
     checkpoint and raises `Preempted`.
     """
     config = self.config
+    # Only the chief writes summaries: workers would interleave theirs in one event file.
+    if self.summary_dir and self.is_chief and self.summary_writer is None:
+      self.summary_writer = tf.summary.create_file_writer(self.summary_dir)
     while (epoch := int(self.epoch.numpy())) < config.epochs:
       train_stats = self.train_epoch(epoch, stop_requested)
-      self.epoch.assign(epoch + 1)
-      self.step_in_epoch.assign(0)
-      self.epoch_totals.assign(tf.zeros_like(self.epoch_totals))
       if self.should_evaluate(epoch):
         evaluation = dict(epoch=epoch + 1, **self.evaluate()[0], train=train_stats)
         self.history.assign(json.dumps(self.evaluations + [evaluation]))
@@ -275,7 +276,8 @@ class Trainer:
       self.save()
 
   def train_epoch(self, epoch: int, stop_requested=lambda: False) -> dict:
-    """Runs epoch `epoch` (0-based) from the step the trainer's state says, to its end."""
+    """Runs epoch `epoch` (0-based) from the step the trainer's state says to its end, and
+    advances that state to the start of the next epoch."""
     config = self.config
     step = int(self.step_in_epoch.numpy())
     options = tf.data.Options()
@@ -317,6 +319,9 @@ class Trainer:
         if config.checkpoint_every_steps and step - last_save >= config.checkpoint_every_steps:
           self.save()
           last_save = step
+    self.epoch.assign(epoch + 1)
+    self.step_in_epoch.assign(0)
+    self.epoch_totals.assign(tf.zeros_like(self.epoch_totals))
     return _train_summary(totals)
 
   def _progress_line(self, epoch, step, totals, images_per_second):
@@ -329,7 +334,8 @@ class Trainer:
     return line + f' | lr {lr:.4g} | {images_per_second:.0f} img/s'
 
   def _summarize(self, step: int, scalars: dict):
-    """TensorBoard scalars, flushed at once so that a live TensorBoard shows them."""
+    """TensorBoard scalars, flushed at once so that a live TensorBoard shows them (the writer
+    closes with the trainer)."""
     if self.summary_writer is None:
       return
     with self.summary_writer.as_default(step=step):
@@ -423,12 +429,11 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
                        config.cache_dir, config.skip_corrupt)
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
-  check_workdir_config(workdir, config)
-  # Only the chief writes summaries: workers would interleave theirs in one event file.
-  summary_writer = (tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-                    if is_chief(strategy) else None)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
-                    summary_writer)
+                    summary_dir=os.path.join(workdir, 'tensorboard'))
+  # After the Trainer has checked every flag, so that a bad one is named as such rather than
+  # reported as a difference from the workdir's settings.
+  check_workdir_config(workdir, config)
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
@@ -438,8 +443,6 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
   trainer.restore()
   trainer.train(stop_requested)
-  if summary_writer:
-    summary_writer.close()
   evaluations = trainer.evaluations
   if not evaluations:  # eval_every=0 and final_window=0: still report the trained model.
     evaluations = [dict(epoch=config.epochs, **trainer.evaluate()[0])]

@@ -100,8 +100,7 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
                   builder.as_dataset(split=split, as_supervised=True).batch(4096)))]
               for split in (train_split, test_split)}
   except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as error:
-    raise UsageError(f'{tfds_name} is not prepared under --data_dir={builder.data_dir}: '
-                     f'{how_to}') from error
+    raise UsageError(f'{tfds_name} is not prepared in {builder.data_dir}: {how_to}') from error
   class_names = tuple(builder.info.features['label'].names)
   train, test = ([LabelledImages(np.asarray(images, np.uint8), np.asarray(labels, np.int64))
                   for images, labels in (splits[train_split], splits[test_split])])

@@ -1,0 +1,199 @@
+"""The `python -m tfanom.train` command line, end to end and on bad flags."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from tfanom import train as train_cli
+from tfanom.config import DATASET_DEFAULTS, TrainConfig
+from tfanom.errors import UsageError
+from tfanom.results import RESULTS_FILE
+from tfanom.training import CONFIG_FILE, train_and_evaluate
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GOOD_FLAGS = dict(dataset='digits', holdout='3', epochs='2', depth='10', width='1',
+                  final_window='2')
+RESULT_KEYS = {'dataset', 'holdout', 'aux', 'seed', 'flags', 'accuracy', 'skew', 'ap', 'history',
+               'final'}
+# TensorFlow's native logger writes these to stderr whatever TF_CPP_MIN_LOG_LEVEL says, and absl
+# logs INFO lines in the same format; the program's own messages never look like this.
+NATIVE_LOG_LINE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\) is called'
+                             r'|[IWEF]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] )')
+
+# (flags replacing or adding to GOOD_FLAGS, what the error line must say)
+BAD_COMMAND_LINES = {
+    'unknown_dataset': (dict(dataset='bogus'), '--dataset=bogus is unknown'),
+    'holdout_out_of_range': (dict(holdout='42'), '--holdout=42 is out of range'),
+    'unknown_holdout': (dict(holdout='nonexistent'), '--holdout=nonexistent is not a class'),
+    'zero_epochs': (dict(epochs='0'), '--epochs=0 must be a positive integer'),
+    'negative_batch': (dict(batch_size='-3'), '--batch_size=-3 must be a positive integer'),
+    'missing_data_dir': (dict(dataset='cifar10', data_dir='/nonexistent'),
+                         '--data_dir=/nonexistent does not exist.*`tfds build cifar10'),
+    'unknown_aux': (dict(aux='bogus'), '--aux=bogus is unknown'),
+}
+MORE_BAD_COMMAND_LINES = {
+    'negative_seed': (dict(seed='-1'), '--seed=-1 must be in 0..'),
+    'bad_depth': (dict(depth='12'), '--depth=12 is not a Wide ResNet depth'),
+    'unknown_rotations': (dict(rotations='bogus'), '--rotations=bogus is unknown'),
+    'other_settings': (dict(epochs='3'), 'holds a run with other settings.*epochs=2 there, 3 now'),
+}
+
+
+def command_line(overrides=None, **more):
+  settings = {**GOOD_FLAGS, **(overrides or {}), **more}
+  return [f'--{name}={value}' for name, value in settings.items()]
+
+
+def cli_env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(REPO))
+
+
+def own_lines(stderr):
+  return [line for line in stderr.splitlines() if line and not NATIVE_LOG_LINE.match(line)]
+
+
+def workdir_files(workdir):
+  """Every file of a workdir with its contents and modification time."""
+  return {path: (path.read_bytes(), path.stat().st_mtime_ns)
+          for path in sorted(workdir.rglob('*')) if path.is_file()}
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('cli') / 'run'
+  process = subprocess.run(
+      [sys.executable, '-m', 'tfanom.train', *command_line(workdir=workdir)],
+      cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+  assert process.returncode == 0, process.stderr[-3000:]
+  return workdir, process
+
+
+def test_end_to_end(finished_run):
+  workdir, process = finished_run
+  results = json.loads((workdir / RESULTS_FILE).read_text())
+  assert RESULT_KEYS <= set(results)
+  assert results['dataset'] == 'digits' and results['holdout'] == dict(index=3, name='3')
+  assert results['aux'] == 'rotation' and results['seed'] == 0
+  assert results['flags'] == json.loads((workdir / CONFIG_FILE).read_text())
+  assert results['flags']['epochs'] == 2 and results['flags']['depth'] == 10
+  assert set(results['ap']) == {'msp', 'odin'}
+  assert [e['epoch'] for e in results['history']] == [1, 2]
+  assert results['final']['epochs'] == [1, 2]
+  for values in [results, results['final'], *results['history']]:
+    assert 0.0 <= values['accuracy'] <= 100.0
+    assert all(0.0 < ap <= 100.0 for ap in values['ap'].values())
+  # A quarter of the 183 threes are test data.
+  assert results['num_examples'] == 450 and results['num_anomalies'] == 46
+  assert results['skew'] == pytest.approx(100.0 * 46 / 450)
+  assert results['history'][-1]['accuracy'] == results['accuracy']
+  assert results['final']['accuracy'] == pytest.approx(
+      (results['history'][0]['accuracy'] + results['history'][1]['accuracy']) / 2)
+  # The summary table closes the output.
+  lines = process.stdout.splitlines()
+  assert lines[-4].startswith('digits, anomaly = class 3 (3), aux = rotation, seed 0, 450 test')
+  assert lines[-3].split() == ['accuracy', 'AP', 'msp', 'AP', 'odin']
+  assert lines[-2].split()[:2] == ['last', 'evaluation']
+  assert lines[-1].startswith('mean of epochs 1-2')
+  final = results['final']
+  assert [float(x) for x in lines[-1].split()[-3:]] == pytest.approx(
+      [final['accuracy'], final['ap']['msp'], final['ap']['odin']], abs=0.006)
+  assert (workdir / 'checkpoints').is_dir()
+  assert 'Traceback' not in process.stderr
+
+
+def test_rerun_of_a_finished_workdir_does_not_retrain(finished_run):
+  workdir, _ = finished_run
+  before = workdir_files(workdir / 'checkpoints')
+  saved = json.loads((workdir / RESULTS_FILE).read_text())
+  lines = []
+  config = TrainConfig(dataset='digits', holdout='3', epochs=2, depth=10, width=1,
+                       final_window=2, workdir=str(workdir))  # the command line of finished_run
+  results = train_and_evaluate(config, log=lines.append)
+  assert json.loads(json.dumps(results)) == saved  # tuples in the returned dict are JSON lists
+  assert json.loads((workdir / RESULTS_FILE).read_text()) == saved
+  assert workdir_files(workdir / 'checkpoints') == before
+  assert any(line.startswith('resumed from') and '2 of 2 epochs done' in line for line in lines)
+  assert not any(line.startswith('epoch ') for line in lines)
+
+
+@pytest.fixture
+def run_in_process():
+  """Runs the CLI's main() here: the same code path as the command, without starting Python."""
+
+  def run(args):
+    flags.FLAGS.unparse_flags()
+    train_cli.main(flags.FLAGS(['tfanom.train', *args]))
+
+  yield run
+  flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('case', [*BAD_COMMAND_LINES, *MORE_BAD_COMMAND_LINES])
+def test_bad_command_line(finished_run, run_in_process, capsys, case):
+  workdir, _ = finished_run
+  overrides, message = {**BAD_COMMAND_LINES, **MORE_BAD_COMMAND_LINES}[case]
+  before = workdir_files(workdir)
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    run_in_process(command_line(overrides, workdir=workdir))
+  assert exit_info.value.code == 2
+  stderr = capsys.readouterr().err
+  assert len(stderr.splitlines()) == 1, stderr
+  assert re.match(f'tfanom.train: error: .*{message}', stderr)
+  assert workdir_files(workdir) == before
+
+
+@pytest.fixture(scope='module')
+def bad_command_processes(finished_run):
+  """Every bad command line of the issue as its own process, all started at once."""
+  workdir, _ = finished_run
+  before = workdir_files(workdir)
+  processes = {case: subprocess.Popen(
+      [sys.executable, '-m', 'tfanom.train', *command_line(overrides, workdir=workdir)],
+      cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for case, (overrides, _) in BAD_COMMAND_LINES.items()}
+  outputs = {case: (process.communicate(timeout=600), process.returncode)
+             for case, process in processes.items()}
+  return outputs, before, workdir_files(workdir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('case', list(BAD_COMMAND_LINES))
+def test_bad_command_line_process(bad_command_processes, case):
+  outputs, before, after = bad_command_processes
+  (stdout, stderr), returncode = outputs[case]
+  assert returncode != 0
+  assert 'Traceback' not in stderr
+  lines = own_lines(stderr)
+  assert len(lines) == 1, stderr
+  assert re.match(f'tfanom.train: error: .*{BAD_COMMAND_LINES[case][1]}', lines[0])
+  assert after == before
+
+
+def test_flags_take_the_dataset_defaults():
+  config = TrainConfig(dataset='cifar10').resolved()
+  assert (config.depth, config.width, config.dropout, config.epochs, config.batch_size) == (
+      28, 10, 0.3, 200, 512)
+  assert config.extra_groups == 0 and config.augment == 'crop_flip'
+  assert TrainConfig(dataset='stl10').resolved().extra_groups == 1
+  explicit = TrainConfig(dataset='cifar10', depth=16, width=8, epochs=3).resolved()
+  assert (explicit.depth, explicit.width, explicit.epochs, explicit.batch_size) == (16, 8, 3, 512)
+  for name in DATASET_DEFAULTS:
+    members = ('n02091244', 'n02088632') if name == 'imagenet_subset' else ()
+    assert TrainConfig(dataset=name, members=members).resolved().check() is None
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('batch_size', 6, 'multiple of 4'), ('eval_every', -1, '>= 0'),
+    ('aux_norm', 'bogus', 'is unknown'), ('strategy', 'bogus', 'is unknown'),
+    ('rotation_weight', -0.5, '>= 0'), ('learning_rate', 0.0, 'must be positive'),
+    ('seed', 2**32, 'must be in 0..'), ('steps_per_loop', 0, 'positive integer')])
+def test_config_check(field, value, message):
+  with pytest.raises(UsageError, match=f'--{field}={value} .*{message}'):
+    TrainConfig(**{field: value}).resolved()

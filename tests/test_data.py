@@ -1,0 +1,393 @@
+"""Data sources, the hold-out split and the input pipelines."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanom.data import holdout as holdout_lib
+from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
+from tfanom.data.pipeline import InputPipeline, random_crop_flip
+from tfanom.data.sources import LabelledImages, Source, load_source
+from tfanom.errors import UsageError
+
+# Synthetic data whose every image is filled with (its id + 1), so an example stays identifiable
+# through relabelling, splitting, batching and even zero-padded crops (id = max pixel - 1).
+CLASS_NAMES = ('ant', 'bee', 'cat', 'dog')
+TRAIN_PER_CLASS = (30, 45, 25, 50)
+TEST_PER_CLASS = (6, 7, 8, 9)
+
+
+def _labelled(counts, first_id, shape=(8, 8, 1)):
+  labels = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
+  # Interleave the classes so that nothing relies on examples being grouped by class.
+  labels = labels[np.random.default_rng(first_id).permutation(len(labels))]
+  ids = first_id + np.arange(len(labels))
+  images = np.broadcast_to((ids + 1).astype(np.uint8)[:, None, None, None],
+                           (len(ids), *shape)).copy()
+  return LabelledImages(images, labels)
+
+
+def image_ids(images):
+  return images.reshape(len(images), -1).max(axis=1).astype(int) - 1
+
+
+@pytest.fixture(scope='module')
+def source():
+  train = _labelled(TRAIN_PER_CLASS, 0)
+  test = _labelled(TEST_PER_CLASS, len(train))
+  assert len(train) + len(test) < 255
+  return Source('synthetic', CLASS_NAMES, train, test)
+
+
+# Hold-out split ------------------------------------------------------------------------------
+
+
+def test_relabel_moves_classes_above_the_holdout_down():
+  labels = np.array([0, 1, 2, 3, 4, 2, 4, 0])
+  np.testing.assert_array_equal(relabel(labels, 2), [0, 1, -1, 2, 3, -1, 3, 0])
+  np.testing.assert_array_equal(relabel(labels, 0), [-1, 0, 1, 2, 3, 1, 3, -1])
+  np.testing.assert_array_equal(relabel(labels, 4), [0, 1, 2, 3, -1, 2, -1, 0])
+  assert ANOMALY_LABEL == -1
+
+
+@pytest.mark.parametrize('holdout', [2, '2', 'cat'])
+def test_holdout_split(source, holdout):
+  split = make_holdout(source, holdout)
+  assert (split.holdout_index, split.holdout_name) == (2, 'cat')
+  assert split.known_class_names == ('ant', 'bee', 'dog')
+  assert split.num_classes == 3
+  # Training data: every example of the other classes, none of the held-out one, relabelled.
+  original = dict(zip(image_ids(source.train.images), source.train.labels))
+  train_ids = image_ids(split.train.images)
+  assert sorted(train_ids) == sorted(i for i, label in original.items() if label != 2)
+  np.testing.assert_array_equal(split.train.labels,
+                                relabel(np.array([original[i] for i in train_ids]), 2))
+  assert set(split.train.labels) == {0, 1, 2}
+  # Evaluation data: the whole test set, in order, with the held-out class as anomalies.
+  np.testing.assert_array_equal(split.evaluation.images, source.test.images)
+  np.testing.assert_array_equal(split.evaluation.labels, relabel(source.test.labels, 2))
+  np.testing.assert_array_equal(split.is_anomaly, source.test.labels == 2)
+  assert split.is_anomaly.sum() == TEST_PER_CLASS[2]
+
+
+def test_holdout_statistics_come_from_training_images(source):
+  split = make_holdout(source, 'bee')
+  pixels = split.train.images.astype(np.float64) / 255.0
+  np.testing.assert_allclose(split.mean, pixels.mean(axis=(0, 1, 2)), rtol=1e-6)
+  np.testing.assert_allclose(split.std, pixels.std(axis=(0, 1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize('holdout', ['4', '42', '-1', 'zebra', '2.0', 'Cat'])
+def test_bad_holdout_raises_usage_error(source, holdout):
+  with pytest.raises(UsageError, match=f'--holdout={holdout}'):
+    make_holdout(source, holdout)
+
+
+def test_resolve_holdout_names_and_indices():
+  assert resolve_holdout('3', [str(d) for d in range(10)]) == 3
+  assert resolve_holdout(0, list(CLASS_NAMES)) == 0
+  assert resolve_holdout('dog', list(CLASS_NAMES)) == 3
+
+
+@pytest.mark.parametrize('seed', [0, 7])
+def test_validation_split(source, seed):
+  assert holdout_lib.VALIDATION_FRACTION == 0.2  # the paper's split
+  split = make_holdout(source, 'cat', validation=True, seed=seed)
+  train_labels = dict(zip(image_ids(source.train.images), source.train.labels))
+  validation_ids = image_ids(split.evaluation.images)
+  train_ids = image_ids(split.train.images)
+  # Only training data; disjoint from what the classifier trains on.
+  assert set(validation_ids) <= set(train_labels)
+  assert not set(validation_ids) & set(train_ids)
+  # Stratified 20% of every class, the held-out one included (as anomalies).
+  validation_labels = np.array([train_labels[i] for i in validation_ids])
+  for label, count in enumerate(TRAIN_PER_CLASS):
+    expected = int(round(holdout_lib.VALIDATION_FRACTION * count))
+    assert (validation_labels == label).sum() == expected
+  np.testing.assert_array_equal(split.evaluation.labels, relabel(validation_labels, 2))
+  assert split.is_anomaly.sum() == round(holdout_lib.VALIDATION_FRACTION * TRAIN_PER_CLASS[2]) > 0
+  # Every training example of a known class is in exactly one of the two sets.
+  known = {i for i, label in train_labels.items() if label != 2}
+  assert set(train_ids) == known - set(validation_ids)
+  assert 2 not in {train_labels[i] for i in train_ids}
+  # Seeded: the same seed picks the same examples, another seed others.
+  again = make_holdout(source, 'cat', validation=True, seed=seed)
+  np.testing.assert_array_equal(image_ids(again.evaluation.images), validation_ids)
+  other = make_holdout(source, 'cat', validation=True, seed=seed + 1)
+  assert set(image_ids(other.evaluation.images)) != set(validation_ids)
+
+
+# digits --------------------------------------------------------------------------------------
+
+
+def test_digits_source(digits):
+  assert digits.name == 'digits'
+  assert digits.class_names == tuple(str(d) for d in range(10))
+  for part in (digits.train, digits.test):
+    assert part.images.dtype == np.uint8 and part.images.shape[1:] == (32, 32, 1)
+    assert part.labels.dtype == np.int64
+  assert len(digits.train) + len(digits.test) == 1797
+  assert digits.train.images.max() > 200  # rescaled to the full uint8 range
+  # Stratified: a quarter of every class is test data.
+  all_labels = np.concatenate([digits.train.labels, digits.test.labels])
+  for label in range(10):
+    assert (digits.test.labels == label).sum() == round(0.25 * (all_labels == label).sum())
+
+
+def test_digits_split_is_fixed_whatever_the_seed(digits):
+  again = load_source('digits')
+  np.testing.assert_array_equal(again.test.images, digits.test.images)
+  np.testing.assert_array_equal(again.train.labels, digits.train.labels)
+  seeded = [make_holdout(digits, 3, seed=seed) for seed in (0, 5)]
+  np.testing.assert_array_equal(seeded[0].evaluation.images, seeded[1].evaluation.images)
+  np.testing.assert_array_equal(seeded[0].train.images, seeded[1].train.images)
+
+
+# Pipelines -----------------------------------------------------------------------------------
+
+
+def batches(dataset):
+  return [{k: v.numpy() for k, v in batch.items()} for batch in dataset]
+
+
+def assert_same_batches(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key])
+
+
+@pytest.fixture(scope='module')
+def split(source):
+  return make_holdout(source, 'cat')
+
+
+@pytest.mark.parametrize('augment', ['crop_flip', 'none'])
+def test_training_epochs_are_deterministic_and_full(split, augment):
+  pipeline = InputPipeline(split, batch_size=16, aux_batch_size=4, augment=augment, seed=3)
+  epoch = batches(pipeline.train_dataset(1))
+  assert len(epoch) == pipeline.steps_per_epoch == len(split.train) // 16
+  for batch in epoch:
+    assert batch['image'].shape == (16, 8, 8, 1) and batch['image'].dtype == np.uint8
+    assert batch['label'].shape == (16,)
+    assert batch['aux_image'].shape == (4, 8, 8, 1)
+  # A permutation: no example twice in an epoch, each with its own (relabelled) label.
+  ids = np.concatenate([image_ids(b['image']) for b in epoch])
+  assert len(set(ids)) == len(ids)
+  label_of = dict(zip(image_ids(split.train.images), split.train.labels))
+  np.testing.assert_array_equal(np.concatenate([b['label'] for b in epoch]),
+                                [label_of[i] for i in ids])
+  # The same (seed, epoch) gives the same batches, from a fresh pipeline too.
+  assert_same_batches(epoch, batches(pipeline.train_dataset(1)))
+  rebuilt = InputPipeline(split, batch_size=16, aux_batch_size=4, augment=augment, seed=3)
+  assert_same_batches(epoch, batches(rebuilt.train_dataset(1)))
+  # Other epochs and other seeds are shuffled differently.
+  other_epoch = np.concatenate([b['label'] for b in batches(pipeline.train_dataset(2))])
+  assert not np.array_equal(other_epoch, np.concatenate([b['label'] for b in epoch]))
+  other_seed = InputPipeline(split, batch_size=16, aux_batch_size=4, augment=augment, seed=4)
+  assert not np.array_equal(
+      np.concatenate([b['label'] for b in batches(other_seed.train_dataset(1))]),
+      np.concatenate([b['label'] for b in epoch]))
+
+
+def test_start_step_resumes_mid_epoch(split):
+  pipeline = InputPipeline(split, batch_size=16, aux_batch_size=4, augment='crop_flip', seed=1)
+  whole = batches(pipeline.train_dataset(2))
+  assert_same_batches(whole[3:], batches(pipeline.train_dataset(2, start_step=3)))
+
+
+def test_classification_only_pipeline_has_no_aux_images(split):
+  pipeline = InputPipeline(split, batch_size=16, augment='crop', seed=0)
+  assert all(set(b) == {'image', 'label'} for b in batches(pipeline.train_dataset(0)))
+
+
+def test_eval_dataset_keeps_every_example_in_order(split):
+  pipeline = InputPipeline(split, batch_size=16)
+  parts = batches(pipeline.eval_dataset(batch_size=7))
+  assert len(split.evaluation) % 7  # the last batch is partial and must still be there
+  assert [len(p['label']) for p in parts][-1] == len(split.evaluation) % 7
+  np.testing.assert_array_equal(np.concatenate([p['image'] for p in parts]),
+                                split.evaluation.images)
+  np.testing.assert_array_equal(np.concatenate([p['label'] for p in parts]),
+                                split.evaluation.labels)
+
+
+def test_pipeline_refuses_bad_settings(split):
+  with pytest.raises(UsageError, match='--augment=bogus'):
+    InputPipeline(split, batch_size=16, augment='bogus')
+  with pytest.raises(UsageError, match='--batch_size=1000'):
+    InputPipeline(split, batch_size=1000)
+
+
+def random_images(shape=(32, 9, 11, 2), seed=0):
+  # Values 1..255 in random order: a crop position is identified by its contents.
+  return np.random.default_rng(seed).integers(1, 256, shape, dtype=np.uint8)
+
+
+def crop_offsets(padded, crop):
+  """Every (row, col) at which `crop` sits in `padded`."""
+  height, width = crop.shape[:2]
+  return [(r, c) for r in range(padded.shape[0] - height + 1)
+          for c in range(padded.shape[1] - width + 1)
+          if np.array_equal(padded[r:r + height, c:c + width], crop)]
+
+
+def test_crop_without_padding_is_identity_or_mirror():
+  images = random_images()
+  out = random_crop_flip(tf.constant(images), tf.constant([1, 2], tf.int64), padding=0).numpy()
+  mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
+  kept = [np.array_equal(o, i) for o, i in zip(out, images)]
+  assert all(m or k for m, k in zip(mirrored, kept))
+  assert 0 < sum(mirrored) < len(images)
+  unflipped = random_crop_flip(tf.constant(images), tf.constant([1, 2], tf.int64), padding=0,
+                               flip=False)
+  np.testing.assert_array_equal(unflipped, images)
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_random_crop_is_a_shifted_crop_of_the_padded_image(flip):
+  images, padding = random_images(), 3
+  seed = tf.constant([5, 9], tf.int64)
+  out = random_crop_flip(tf.constant(images), seed, padding=padding, flip=flip).numpy()
+  assert out.shape == images.shape and out.dtype == np.uint8
+  padded = np.pad(images, [(0, 0), (padding, padding), (padding, padding), (0, 0)])
+  offsets, mirrored = [], 0
+  for crop, source_image in zip(out, padded):
+    found = crop_offsets(source_image, crop)
+    if not found and flip:
+      found = crop_offsets(source_image, crop[:, ::-1])
+      mirrored += 1
+    assert len(found) == 1
+    offsets.append(found[0])
+  rows, cols = zip(*offsets)
+  assert set(rows) <= set(range(2 * padding + 1)) and set(cols) <= set(range(2 * padding + 1))
+  assert len(set(offsets)) > 5  # each image gets its own offset
+  assert (0 < mirrored < len(images)) if flip else mirrored == 0
+  # Stateless: the same seed gives the same crops, another seed others.
+  np.testing.assert_array_equal(
+      random_crop_flip(tf.constant(images), seed, padding=padding, flip=flip), out)
+  assert not np.array_equal(
+      random_crop_flip(tf.constant(images), seed + 1, padding=padding, flip=flip), out)
+
+
+# Image folders -------------------------------------------------------------------------------
+
+
+def write_image(path, image):
+  encode = tf.io.encode_png if path.suffix == '.png' else tf.io.encode_jpeg
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(encode(image).numpy())
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+  """root/{train,test}/{bird,cat,dog}/ with PNGs (16x16 and 20x30) and a JPEG per class."""
+  rng = np.random.default_rng(0)
+  for split_name in ('train', 'test'):
+    for name in ('dog', 'bird', 'cat'):  # not sorted: class order comes from sorted folders
+      directory = tmp_path / split_name / name
+      write_image(directory / 'a.png', rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+      write_image(directory / 'b.png', rng.integers(0, 256, (20, 30, 1), dtype=np.uint8))
+      write_image(directory / 'c.jpg', rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+      (directory / 'notes.txt').write_text('not an image')
+  return tmp_path
+
+
+def test_folder_source(image_folder):
+  source = load_source('folder', str(image_folder), image_size=16)
+  assert source.name == 'folder'
+  assert source.class_names == ('bird', 'cat', 'dog')
+  for part in (source.train, source.test):
+    assert part.images.shape == (9, 16, 16, 3) and part.images.dtype == np.uint8
+    np.testing.assert_array_equal(part.labels, [0, 0, 0, 1, 1, 1, 2, 2, 2])
+  # A PNG already at the target size comes back exactly as written.
+  written = tf.io.decode_png((image_folder / 'test' / 'cat' / 'a.png').read_bytes()).numpy()
+  np.testing.assert_array_equal(source.test.images[3], written)
+  # A grayscale image becomes three equal channels.
+  gray = source.train.images[1].astype(int)
+  assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
+
+
+@pytest.mark.parametrize('name', ['a.png', 'c.jpg'])
+def test_truncated_image_names_the_file(image_folder, name):
+  path = image_folder / 'train' / 'cat' / name
+  path.write_bytes(path.read_bytes()[:60])
+  with pytest.raises(UsageError, match=f'{path} is not a readable image'):
+    load_source('folder', str(image_folder), image_size=16)
+
+
+@pytest.mark.parametrize('missing', ['train', 'test'])
+def test_missing_split_folder(image_folder, missing):
+  os.rename(image_folder / missing, image_folder / 'elsewhere')
+  with pytest.raises(UsageError, match=f'has no {missing}/ folder'):
+    load_source('folder', str(image_folder))
+
+
+def test_folder_needs_data_dir_and_every_class(image_folder):
+  with pytest.raises(UsageError, match='--dataset=folder needs --data_dir'):
+    load_source('folder', None)
+  os.rename(image_folder / 'test' / 'dog', image_folder / 'test_dog')
+  with pytest.raises(UsageError, match="no folder for class 'dog'"):
+    load_source('folder', str(image_folder))
+
+
+def test_unknown_dataset():
+  with pytest.raises(UsageError, match='--dataset=bogus is unknown'):
+    load_source('bogus')
+
+
+# TFDS ----------------------------------------------------------------------------------------
+
+MOCK_EXAMPLES = 6
+TFDS_CASES = {
+    'cifar10': ((32, 32, 3), ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
+                              'horse', 'ship', 'truck')),
+    'mnist': ((28, 28, 1), tuple(str(d) for d in range(10))),
+    'stl10': ((96, 96, 3), ('airplane', 'bird', 'car', 'cat', 'deer', 'dog', 'horse', 'monkey',
+                            'ship', 'truck')),
+}
+
+
+@pytest.fixture(scope='module')
+def tfds_data_dir(tmp_path_factory):
+  """The metadata that `tfds build` writes (split sizes, class names), without the records."""
+  import tensorflow_datasets as tfds
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  for name, (_, class_names) in TFDS_CASES.items():
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.info.features['label'].names = list(class_names)
+    builder.info.set_splits(tfds.core.SplitDict([
+        tfds.core.SplitInfo(name=split, shard_lengths=[MOCK_EXAMPLES], num_bytes=0)
+        for split in ('train', 'test')]))
+    os.makedirs(builder.data_dir)
+    builder.info.write_to_directory(builder.data_dir)
+  return data_dir
+
+
+@pytest.mark.parametrize('name', list(TFDS_CASES))
+def test_tfds_source(tfds_data_dir, name):
+  import tensorflow_datasets as tfds
+  shape, class_names = TFDS_CASES[name]
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=tfds_data_dir,
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    source = load_source(name, tfds_data_dir)
+  assert source.name == name
+  assert source.class_names == class_names
+  for part in (source.train, source.test):
+    assert part.images.shape == (MOCK_EXAMPLES, *shape) and part.images.dtype == np.uint8
+    assert part.labels.dtype == np.int64 and set(part.labels) <= set(range(10))
+  split = make_holdout(source, class_names[3])
+  assert split.holdout_index == 3 and len(split.evaluation) == MOCK_EXAMPLES
+
+
+@pytest.mark.parametrize('name', list(TFDS_CASES))
+def test_unprepared_tfds_source_says_how_to_build_it(tmp_path, name):
+  with pytest.raises(UsageError, match=f'--data_dir=/nonexistent does not exist.*`tfds build '
+                                       f'{name} --data_dir=DIR`'):
+    load_source(name, '/nonexistent')
+  with pytest.raises(UsageError, match=f'{name} is not prepared in {tmp_path}.*`tfds build '
+                                       f'{name} --data_dir=DIR`'):
+    load_source(name, str(tmp_path))

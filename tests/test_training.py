@@ -1,0 +1,218 @@
+"""The training loop: alternating steps, strategies, checkpoints and evaluation."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanom.errors import UsageError
+from tfanom.models import TaskBatchNorm
+from tfanom.training import (CONFIG_FILE, Trainer, check_workdir_config, final_metrics,
+                             make_strategy)
+
+
+STRATEGIES = ('default', 'onedevice', 'mirrored')
+
+
+def snapshot(variables):
+  return [v.numpy().copy() for v in variables]
+
+
+def assert_equal_values(variables, values):
+  assert len(variables) == len(values)
+  for variable, value in zip(variables, values):
+    np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+
+
+def changed(variables, values):
+  return [not np.array_equal(v.numpy(), x) for v, x in zip(variables, values)]
+
+
+def moving_statistics(model):
+  return [v for layer in model._flatten_layers() if isinstance(layer, TaskBatchNorm)
+          for v in layer.moving_mean + layer.moving_variance]
+
+
+def model_state(trainer):
+  return trainer.model.variables + trainer.aux_task.head.variables
+
+
+@pytest.fixture(scope='module')
+def strategy_runs(digits_split, make_config):
+  """The same tiny run under each strategy (two epochs by default, else one), then evaluated."""
+  runs = {}
+  for name in STRATEGIES:
+    strategy = make_strategy(name)
+    # 127 leaves a last evaluation batch of 69, split unevenly between mirrored replicas.
+    trainer = Trainer(make_config(strategy=name, eval_batch_size=127), digits_split, strategy,
+                      log=lambda line: None)
+    initial = snapshot(model_state(trainer))
+    stats = [trainer.train_epoch(epoch) for epoch in range(2 if name == 'default' else 1)]
+    runs[name] = dict(trainer=trainer, initial=initial, stats=stats,
+                      evaluation=trainer.evaluate(), replicas=strategy.num_replicas_in_sync)
+  return runs
+
+
+def test_mirrored_strategy_has_two_replicas_on_the_split_cpu():
+  assert len(tf.config.list_logical_devices('CPU')) == 2
+  assert make_strategy('mirrored').num_replicas_in_sync == 2
+
+
+@pytest.mark.parametrize('name', STRATEGIES)
+def test_training_under_each_strategy_is_finite(strategy_runs, name):
+  run = strategy_runs[name]
+  assert run['replicas'] == (2 if name == 'mirrored' else 1)
+  for stats in run['stats']:
+    assert set(stats) == {'loss', 'accuracy', 'aux_loss', 'aux_accuracy'}
+    assert all(np.isfinite(value) for value in stats.values())
+
+
+def test_loss_falls(strategy_runs, digits_split):
+  first, second = strategy_runs['default']['stats']
+  assert second['loss'] < 0.9 * first['loss']
+  assert second['aux_loss'] < first['aux_loss']
+  assert second['accuracy'] > 100.0 / digits_split.num_classes  # above chance
+
+
+@pytest.mark.parametrize('name', STRATEGIES)
+def test_evaluation_scores_every_example_in_order(strategy_runs, digits_split, name):
+  summary, arrays = strategy_runs[name]['evaluation']
+  np.testing.assert_array_equal(arrays['label'], digits_split.evaluation.labels)
+  assert summary['num_examples'] == len(digits_split.evaluation)
+  assert summary['num_anomalies'] == int(digits_split.is_anomaly.sum())
+  for key in ('msp', 'odin'):
+    assert arrays[key].shape == arrays['label'].shape and np.all(np.isfinite(arrays[key]))
+    assert 0.0 < summary['ap'][key] <= 100.0
+  assert arrays['prediction'].min() >= 0 and arrays['prediction'].max() < digits_split.num_classes
+
+
+def test_seed_alone_decides_the_initial_weights(digits_split, make_config):
+  states = []
+  for unrelated_seed in (1, 2):  # whatever random state the process is in
+    random.seed(unrelated_seed)
+    np.random.seed(unrelated_seed)
+    tf.random.set_seed(unrelated_seed)
+    trainer = Trainer(make_config(), digits_split, make_strategy('default'),
+                      log=lambda line: None)
+    states.append(snapshot(model_state(trainer)))
+  for first, second in zip(*states):
+    np.testing.assert_array_equal(first, second)
+  other = Trainer(make_config(seed=1), digits_split, make_strategy('default'),
+                  log=lambda line: None)
+  assert not np.array_equal(other.aux_task.head.kernel.numpy(), states[0][-2])
+
+
+def test_strategies_agree(strategy_runs):
+  default = strategy_runs['default']
+  for name in ('onedevice', 'mirrored'):
+    assert len(strategy_runs[name]['initial']) == len(default['initial'])
+    for initial, reference in zip(strategy_runs[name]['initial'], default['initial']):
+      np.testing.assert_array_equal(initial, reference)
+  # One device: the same computation.
+  for stats, reference in zip(strategy_runs['onedevice']['stats'], default['stats']):
+    assert stats['loss'] == pytest.approx(reference['loss'], rel=1e-4)
+  # Two replicas: the same update up to batch statistics computed per replica (on half batches),
+  # which moves the first epoch's mean loss by a few percent.
+  for stats, reference in zip(strategy_runs['mirrored']['stats'], default['stats']):
+    assert stats['loss'] == pytest.approx(reference['loss'], rel=0.1)
+    assert stats['aux_loss'] == pytest.approx(reference['aux_loss'], rel=0.1)
+
+
+def test_alternating_steps_leave_the_other_head_alone(digits_split, make_config):
+  strategy = make_strategy('default')
+  trainer = Trainer(make_config(), digits_split, strategy, log=lambda line: None)
+  batch = next(iter(trainer.pipeline.train_dataset(0)))
+  aux_step = tf.function(lambda images: strategy.run(trainer._aux_step, args=(images,)))
+  cls_step = tf.function(
+      lambda images, labels: strategy.run(trainer._cls_step, args=(images, labels)))
+  class_head = trainer.model.class_head.trainable_variables
+  rotation_head = trainer.aux_task.trainable_variables
+  trunk = trainer.model.trunk_variables()
+  statistics = moving_statistics(trainer.model)
+
+  before = [snapshot(v) for v in (class_head, rotation_head, trunk, statistics)]
+  aux_step(batch['aux_image'])
+  assert_equal_values(class_head, before[0])
+  assert all(changed(rotation_head, before[1])) and any(changed(trunk, before[2]))
+  # --aux_norm=protected: rotated images never reach the moving statistics.
+  assert_equal_values(statistics, before[3])
+
+  before = [snapshot(v) for v in (class_head, rotation_head, trunk, statistics)]
+  cls_step(batch['image'], batch['label'])
+  assert_equal_values(rotation_head, before[1])
+  assert all(changed(class_head, before[0])) and any(changed(trunk, before[2]))
+  assert all(changed(statistics, before[3]))
+
+
+class Interrupted(Exception):
+  pass
+
+
+def test_resume_continues_from_the_saved_epoch(strategy_runs, digits_split, make_config,
+                                               tmp_path):
+  config = make_config(eval_every=1)
+  checkpoints = str(tmp_path / 'checkpoints')
+  strategy = make_strategy('default')
+  first = Trainer(config, digits_split, strategy, checkpoints, log=lambda line: None)
+  save = first.manager.save
+
+  def save_then_stop(**kwargs):  # the run is killed right after its first checkpoint
+    save(**kwargs)
+    raise Interrupted
+
+  first.manager.save = save_then_stop
+  with pytest.raises(Interrupted):
+    first.train()
+
+  lines = []
+  resumed = Trainer(config, digits_split, strategy, checkpoints, log=lines.append)
+  assert resumed.restore() == 1
+  for variable, reference in zip(model_state(resumed), model_state(first)):
+    np.testing.assert_array_equal(variable.numpy(), reference.numpy(), err_msg=variable.path)
+  for optimizer in ('cls_optimizer', 'aux_optimizer'):
+    restored, original = getattr(resumed, optimizer), getattr(first, optimizer)
+    assert int(restored.iterations) == int(original.iterations) == resumed.steps_per_epoch
+    for variable, reference in zip(restored.variables, original.variables):
+      np.testing.assert_array_equal(variable.numpy(), reference.numpy())
+  assert [e['epoch'] for e in resumed.evaluations] == [1]
+
+  resumed.train()
+  assert any(line.startswith('resumed from') for line in lines)
+  assert not any(line.startswith('epoch 1/2') for line in lines)
+  assert [e['epoch'] for e in resumed.evaluations] == [1, 2]
+  assert int(resumed.cls_optimizer.iterations) == 2 * resumed.steps_per_epoch
+  # The same weights as two uninterrupted epochs (same seed, same batches, same schedule).
+  uninterrupted = strategy_runs['default']['trainer']
+  for variable, reference in zip(resumed.model.trainable_variables,
+                                 uninterrupted.model.trainable_variables):
+    np.testing.assert_allclose(variable.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5,
+                               err_msg=variable.path)
+
+
+def test_workdir_with_other_settings_is_refused(tmp_path, make_config):
+  config = make_config(workdir=str(tmp_path))
+  (tmp_path / CONFIG_FILE).write_text(json.dumps(config.to_dict()))
+  check_workdir_config(str(tmp_path), config)
+  # Settings that do not change the result may differ on resumption.
+  check_workdir_config(str(tmp_path), make_config(workdir='elsewhere', strategy='mirrored',
+                                                  steps_per_loop=7, eval_batch_size=50))
+  with pytest.raises(UsageError, match=r"epochs=2 there, 3 now.*use another --workdir"):
+    check_workdir_config(str(tmp_path), make_config(workdir=str(tmp_path), epochs=3))
+
+
+def test_final_metrics_average_the_last_window():
+  evaluations = [dict(epoch=e, accuracy=10.0 * e, skew=5.0, ap=dict(msp=e, odin=2 * e))
+                 for e in (2, 4, 5, 6)]
+  final = final_metrics(evaluations, epochs=6, window=3)
+  assert final == dict(epochs=[4, 5, 6], accuracy=50.0, skew=5.0, ap=dict(msp=5.0, odin=10.0))
+  assert final_metrics(evaluations, epochs=6, window=0) == {}
+
+
+@pytest.mark.parametrize('eval_every,final_window,expected', [
+    (1, 0, [1, 2, 3, 4, 5]), (2, 0, [2, 4]), (0, 2, [4, 5]), (2, 2, [2, 4, 5]), (0, 0, [])])
+def test_evaluation_schedule(eval_every, final_window, expected, make_config):
+  trainer = Trainer.__new__(Trainer)  # should_evaluate only reads the config
+  trainer.config = make_config(epochs=5, eval_every=eval_every, final_window=final_window)
+  assert [e + 1 for e in range(5) if trainer.should_evaluate(e)] == expected
