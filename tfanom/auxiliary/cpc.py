@@ -16,6 +16,9 @@ from tfanom.models import checkpoint_variables
 
 CONTEXT_KERNEL = (2, 3)  # rows (this one and the one above), columns (centred)
 CONTEXT_LAYERS = 2
+# Scores are cosine similarities over a temperature. The original's raw dot products diverge here
+# within a few steps at lambda = 10: the trunk can sharpen them by scaling its encodings up.
+TEMPERATURE = 0.1
 
 
 def default_patch_size(side: int) -> int:
@@ -58,9 +61,9 @@ def info_nce(predictions, encodings, step: int):
   grid = tf.shape(encodings)[1]
   depth = encodings.shape[-1]
   batch = tf.shape(encodings)[0]
-  queries = tf.reshape(predictions, [batch, -1, depth])
-  keys = tf.reshape(encodings, [batch, -1, depth])
-  scores = tf.einsum('bqd,bkd->bqk', queries, keys)  # [B, (G - step) * G, G * G]
+  queries = tf.math.l2_normalize(tf.reshape(predictions, [batch, -1, depth]), -1)
+  keys = tf.math.l2_normalize(tf.reshape(encodings, [batch, -1, depth]), -1)
+  scores = tf.einsum('bqd,bkd->bqk', queries, keys) / TEMPERATURE  # [B, (G - step) * G, G * G]
   # The prediction for (row, column) targets the patch (row + step, column).
   targets = tf.range(tf.shape(queries)[1], dtype=tf.int64) + tf.cast(step * grid, tf.int64)
   labels = tf.broadcast_to(targets, tf.shape(scores)[:2])
