@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from experiments import paper_numbers, runs, sweeps, tables
+from test_experiments import usable_of, write_results  # pylint: disable=wrong-import-order
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.cpc import TEMPERATURE, CPCTask, info_nce
 from tfanom.checkpoints import config_from_json, load_run
@@ -179,3 +181,21 @@ def test_rotation_is_unchanged_by_the_auxiliary_task_interface(tmp_path):
     epoch = json.load(handle)['history'][0]
   measured = dict(epoch['train'], ap_msp=epoch['ap']['msp'], ap_odin=epoch['ap']['odin'])
   assert measured == pytest.approx(ROTATION_REFERENCE, rel=1e-6)
+
+
+def test_table6_report_has_cpc_columns_and_the_paper_numbers(tmp_path):
+  chosen = sweeps.select(sweeps.expand('table6'), ['dataset=imagenet_car',
+                                                   'dataset=imagenet_spider', 'seed=0'])
+  assert {run.settings['aux'] for run in chosen} == {'none', 'cpc'}
+  assert all(run.settings['padding'] == 'reflect' for run in chosen)
+  for run in chosen:
+    write_results(tmp_path, run, 20.0 + (run.settings['aux'] == 'cpc'), 25.0, 70.0)
+  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  table = tables.build_table('table6', states, usable_of(states), compare=True)
+  groups = [column.group for column in table.columns]
+  assert 'CPC-augmented' in groups and 'Classification-only' in groups
+  label, cells = table.rows[0]
+  assert label == 'imagenet_car' and cells[0].paper == (10.00, None)
+  cpc_msp = cells[groups.index('CPC-augmented')]
+  assert cpc_msp.mean == 21.0 and cpc_msp.paper == (22.21, 0.44)
+  assert paper_numbers.paper_value('table6', 'imagenet_fungus', 'none', 'odin') == (41.71, 1.94)
