@@ -69,6 +69,21 @@ TABLE5_IMAGENET = (
      (44.19, 1.86), (46.86, 1.13), (88.47, 0.43)),
 )
 
+# Table 6, as Table 5 with CPC as the auxiliary task (Appendix B: the ImageNet network with a
+# stride-2 first convolution, reflection padding, conditional normalisation, lambda = 10).
+TABLE6_IMAGENET_CPC = (
+    ('dog', 8.33, (20.84, 0.50), (22.77, 0.74), (83.12, 0.26),
+     (21.43, 0.63), (24.08, 0.63), (84.16, 0.07)),
+    ('car', 10.00, (19.86, 0.21), (21.42, 0.48), (75.42, 0.11),
+     (22.21, 0.44), (23.61, 0.57), (78.88, 0.15)),
+    ('snake', 11.11, (18.20, 0.76), (18.67, 1.07), (66.15, 1.89),
+     (18.78, 0.40), (20.39, 0.60), (68.02, 0.85)),
+    ('spider', 16.67, (22.03, 0.68), (24.08, 0.70), (66.65, 0.42),
+     (22.28, 0.60), (23.37, 0.68), (68.67, 0.36)),
+    ('fungus', 16.67, (39.19, 1.26), (41.71, 1.94), (87.05, 0.06),
+     (42.08, 0.57), (45.05, 1.11), (88.91, 0.46)),
+)
+
 # Each row: method, accuracy, average precision with MSP; averages over CIFAR-10's hold-out classes.
 TABLE7_CIFAR10 = (
     ('Base model', (96.03, 0.00), (34.92, 0.41)),
@@ -78,17 +93,21 @@ TABLE7_CIFAR10 = (
 
 METRICS = ('msp', 'odin', 'accuracy')
 AUX_COLUMNS = ('none', 'rotation')  # the left and right halves of Tables 3-5
-TABLES = {'table3': 'Table 3', 'table4': 'Table 4', 'table5': 'Table 5', 'table7': 'Table 7'}
+TABLES = {'table3': 'Table 3', 'table4': 'Table 4', 'table5': 'Table 5', 'table6': 'Table 6',
+          'table7': 'Table 7'}
+# The ImageNet-subset tables: rows, and the auxiliary task of their right half.
+SUBSET_TABLES = {'table5': (TABLE5_IMAGENET, 'rotation'), 'table6': (TABLE6_IMAGENET_CPC, 'cpc')}
 
 
-def _six_columns(row) -> dict:
-  return {aux: dict(zip(METRICS, row[3 * i:3 * i + 3])) for i, aux in enumerate(AUX_COLUMNS)}
+def _six_columns(row, aux_columns=AUX_COLUMNS) -> dict:
+  return {aux: dict(zip(METRICS, row[3 * i:3 * i + 3])) for i, aux in enumerate(aux_columns)}
 
 
 def paper_value(sweep: str, row, aux: str, metric: str):
   """The paper's (mean, std) for a cell of our report, or None where the paper has no such cell.
 
-  `row` is a hold-out class index, 'Average', or (for Table 5) a dataset name `imagenet_<subset>`.
+  `row` is a hold-out class index, 'Average', or (for Tables 5 and 6) a dataset name
+  `imagenet_<subset>`.
   """
   if sweep in ('table3', 'table4'):
     rows = TABLE3_CIFAR10 if sweep == 'table3' else TABLE4_STL10
@@ -96,9 +115,11 @@ def paper_value(sweep: str, row, aux: str, metric: str):
     if not isinstance(position, int) or not 0 <= position < len(rows):
       return None
     return _six_columns(rows[position][1:]).get(aux, {}).get(metric)
-  if sweep == 'table5':
-    subsets = {f'imagenet_{name}': values for name, _, *values in TABLE5_IMAGENET}
-    return _six_columns(subsets[row]).get(aux, {}).get(metric) if row in subsets else None
+  if sweep in SUBSET_TABLES:
+    rows, right = SUBSET_TABLES[sweep]
+    subsets = {f'imagenet_{name}': values for name, _, *values in rows}
+    return (_six_columns(subsets[row], ('none', right)).get(aux, {}).get(metric)
+            if row in subsets else None)
   if sweep == 'table7' and row == 'Average' and aux == 'none':
     _, accuracy, msp = TABLE7_CIFAR10[1]  # our table7 sweep is the random-center-masked row
     return dict(accuracy=accuracy, msp=msp).get(metric)
@@ -106,7 +127,7 @@ def paper_value(sweep: str, row, aux: str, metric: str):
 
 
 def paper_skew(sweep: str, dataset: str):
-  """Table 5's skew of a subset (percent of anomalies among test examples), or None."""
-  if sweep != 'table5':
+  """Table 5's or 6's skew of a subset (percent of anomalies among test examples), or None."""
+  if sweep not in SUBSET_TABLES:
     return None
-  return {f'imagenet_{name}': skew for name, skew, *_ in TABLE5_IMAGENET}.get(dataset)
+  return {f'imagenet_{name}': skew for name, skew, *_ in SUBSET_TABLES[sweep][0]}.get(dataset)

@@ -16,7 +16,7 @@ from absl import app, flags
 _ROOT = flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).')
 _FORMAT = flags.DEFINE_enum('format', 'markdown', ['markdown', 'latex', 'csv'], 'Output format.')
 _COMPARE = flags.DEFINE_enum('compare', None, ['paper'], 'paper: the paper\'s numbers beside ours, '
-                             'with the difference (sweeps table3, table4, table5, table7).')
+                             'with the difference (sweeps table3, table4, table5, table6, table7).')
 
 
 def main(argv):

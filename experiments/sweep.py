@@ -19,8 +19,8 @@ import sys
 
 from absl import app, flags
 
-_SWEEP = flags.DEFINE_string('sweep', None, 'The sweep to run: table3, table4, table5, table7 or '
-                             'smoke (see experiments/sweeps.py).')
+_SWEEP = flags.DEFINE_string('sweep', None, 'The sweep to run: table3, table4, table5, table6, '
+                             'table7 or smoke (see experiments/sweeps.py).')
 _ROOT = flags.DEFINE_string('root', None, 'Directory holding the sweep: sweep.json and one workdir '
                             'per run.')
 _PARALLEL = flags.DEFINE_integer('parallel', 1, 'Runs trained at once, as separate processes.')

@@ -52,6 +52,13 @@ def table5() -> list[dict]:
           for run in holdout_runs(dataset, members)]
 
 
+def table6() -> list[dict]:
+  """The five ImageNet subsets with CPC as the auxiliary task, Table 6. Both columns use the
+  same network (reflection padding, as CPC needs), so the comparison isolates CPC."""
+  return [run for dataset, members in IMAGENET_SUBSETS.items()
+          for run in holdout_runs(dataset, members, auxes=('none', 'cpc'), padding='reflect')]
+
+
 def table7() -> list[dict]:
   """CIFAR-10 with random 16x16 masks in the central 21x21 region, Table 7's middle row."""
   return holdout_runs('cifar10', 10, auxes=('none',), augment='center_mask')
@@ -63,7 +70,8 @@ def smoke() -> list[dict]:
   return holdout_runs('digits', 10, seeds=(0, 1), depth=10, width=1, epochs=3, final_window=2)
 
 
-SWEEPS = {'table3': table3, 'table4': table4, 'table5': table5, 'table7': table7, 'smoke': smoke}
+SWEEPS = {'table3': table3, 'table4': table4, 'table5': table5, 'table6': table6, 'table7': table7,
+          'smoke': smoke}
 
 
 def run_workdir(settings: dict) -> str:

@@ -21,7 +21,8 @@ from experiments.runs import RunState
 from experiments.sweeps import RUN_KEYS, format_value
 
 METRICS = (('msp', 'MSP'), ('odin', 'ODIN'), ('accuracy', 'Accuracy'))
-AUX_LABELS = {'none': 'Classification-only', 'rotation': 'Rotation-augmented'}
+AUX_LABELS = {'none': 'Classification-only', 'rotation': 'Rotation-augmented',
+              'cpc': 'CPC-augmented'}
 FORMATS = ('markdown', 'latex', 'csv')
 NO_VALUE = '–'
 

@@ -80,7 +80,7 @@ def test_every_subset_has_defaults_and_the_imagenet_network():
                          members=('n01774750', 'n01773157') if subset == 'subset' else ()
                          ).resolved()
     assert (config.depth, config.width, config.extra_groups, config.dropout) == (28, 4, 1, 0.0)
-    assert (config.batch_size, config.epochs, config.rotation_weight) == (64, 200, 0.5)
+    assert (config.batch_size, config.epochs, config.aux_weight) == (64, 200, 0.5)
     assert (config.image_size, config.crop_size, config.stem) == (256, 224, 'imagenet_maxpool')
   stl10 = TrainConfig(dataset='stl10').resolved()
   cifar10 = TrainConfig(dataset='cifar10').resolved()

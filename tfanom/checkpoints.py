@@ -11,7 +11,7 @@ import os
 import tensorflow as tf
 
 from tfanom.auxiliary import make_auxiliary_task
-from tfanom.config import TrainConfig
+from tfanom.config import TrainConfig, upgrade_saved
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
@@ -49,6 +49,7 @@ def config_from_json(text: str) -> TrainConfig:
   saved = json.loads(text)
   if not isinstance(saved, dict):
     raise ValueError('expected a JSON object')
+  saved = upgrade_saved(saved)
   known = {field.name for field in dataclasses.fields(TrainConfig)}
   unknown = sorted(set(saved) - known)
   if unknown:
@@ -82,13 +83,16 @@ def load_run(workdir: str, data_dir: str | None = None) -> Run:
   if data_dir is not None:
     config = dataclasses.replace(config, data_dir=data_dir)
   split = load_split(config)
-  model = build_wide_resnet(wrn_config(config, split.num_classes), split.train.images.shape[1:],
-                            split.mean, split.std)
-  aux_task = make_auxiliary_task(config.aux, config.rotations)
+  height, width, channels = split.train.images.shape[1:]
+  # What the network saw in training (InputPipeline.image_shape): CPC's patch grid depends on it.
+  image_shape = (config.crop_size or height, config.crop_size or width, channels)
+  model = build_wide_resnet(wrn_config(config, split.num_classes), image_shape, split.mean,
+                            split.std)
+  aux_task = make_auxiliary_task(config)
   trackables = dict(model=checkpoint_variables(model))
   if aux_task:
-    aux_task.build(model.class_head.kernel.shape[0])
-    trackables.update(aux_head=checkpoint_variables(aux_task.head))
+    aux_task.build(model, image_shape)
+    trackables.update(aux_head=aux_task.checkpoint_variables)
   try:
     tf.train.Checkpoint(**trackables).restore(checkpoint).expect_partial(
     ).assert_existing_objects_matched()

@@ -13,17 +13,17 @@ DATASET_DEFAULTS = {
     # Small enough that the bare command finishes in a few minutes on 2 CPU cores. Digits are not
     # mirror-symmetric, so they are cropped but never flipped.
     'digits': dict(depth=10, width=2, dropout=0.0, epochs=15, batch_size=128,
-                   rotation_weight=0.5, augment='crop'),
+                   aux_weight=0.5, augment='crop'),
     'mnist': dict(depth=16, width=4, dropout=0.3, epochs=30, batch_size=128,
-                  rotation_weight=0.5, augment='crop'),
+                  aux_weight=0.5, augment='crop'),
     # Paper section 5: WRN-28-10, dropout 0.3, 200 epochs, 128 images on each of 4 GPUs.
     'cifar10': dict(depth=28, width=10, dropout=0.3, epochs=200, batch_size=512,
-                    rotation_weight=0.5, augment='crop_flip'),
+                    aux_weight=0.5, augment='crop_flip'),
     # An extra group of blocks, width 4, 64 images on each of 4 GPUs, twice the CIFAR-10 length.
     'stl10': dict(depth=28, width=4, dropout=0.3, epochs=400, batch_size=256,
-                  rotation_weight=1.0, augment='crop_flip', extra_groups=1),
+                  aux_weight=1.0, augment='crop_flip', extra_groups=1),
     'folder': dict(depth=16, width=4, dropout=0.3, epochs=100, batch_size=128,
-                   rotation_weight=0.5, augment='crop_flip', image_size=32),
+                   aux_weight=0.5, augment='crop_flip', image_size=32),
     # Paper section 5 and Appendix A: the STL-10 network downsampled after its first convolution,
     # no dropout, batch 64, 200 epochs, images stored at 256x256 and cropped to 224x224. The paper
     # tunes lambda to "a mix of 0.5 and 1.0" without saying which subset got which; 0.5 it is.
@@ -31,13 +31,14 @@ DATASET_DEFAULTS = {
     # numbers were most likely run with; --stem=imagenet_avgpool is the paper's text (see
     # the README, "Benchmarks").
     **{f'imagenet_{subset}': dict(depth=28, width=4, dropout=0.0, epochs=200, batch_size=64,
-                                  rotation_weight=0.5, augment='crop_flip', extra_groups=1,
+                                  aux_weight=0.5, augment='crop_flip', extra_groups=1,
                                   stem='imagenet_maxpool', image_size=256, crop_size=224)
        for subset in (*IMAGENET_SUBSETS, 'subset')},
 }
 
 STRATEGIES = ('mirrored', 'default', 'onedevice', 'multiworker', 'tpu')
 AUX_NORMS = ('protected', 'shared', 'conditional')
+PADDINGS = ('zeros', 'reflect')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +55,18 @@ class TrainConfig:
   skip_corrupt: bool = False  # drop unreadable image files (folder, ImageNet) instead of failing
   workdir: str | None = None
   aux: str = 'rotation'
-  aux_norm: str = 'protected'
+  # Unset: 'conditional' for cpc (Appendix B), 'protected' otherwise.
+  aux_norm: str | None = None
   rotations: str = 'rot90'
-  rotation_weight: float | None = None
+  aux_weight: float | None = None  # lambda; unset: the dataset's, or 10 for cpc (Appendix B)
+  # Images per auxiliary step; unset: batch/4 for rotation (each rotated four ways), batch/2 for
+  # cpc (32 beside ImageNet's 64, as in Appendix B).
+  aux_batch_size: int | None = None
+  # CPC's grid of patches; unset: patches a quarter of the image side, overlapping by half.
+  cpc_patch_size: int | None = None
+  cpc_patch_stride: int | None = None
+  cpc_steps: int = 3  # rows ahead predicted, one linear head each
+  padding: str | None = None  # of every convolution; unset: 'reflect' for cpc, 'zeros' otherwise
   epochs: int | None = None
   batch_size: int | None = None
   depth: int | None = None
@@ -92,6 +102,10 @@ class TrainConfig:
     defaults = dict(DATASET_DEFAULTS[self.dataset])
     defaults.setdefault('extra_groups', 0)
     defaults.setdefault('stem', 'cifar')
+    if self.aux == 'cpc':
+      defaults.update(aux_weight=10.0, aux_norm='conditional', padding='reflect')
+    defaults.setdefault('aux_norm', 'protected')
+    defaults.setdefault('padding', 'zeros')
     filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
     config = dataclasses.replace(self, **filled)
     config.check()
@@ -125,17 +139,43 @@ class TrainConfig:
     if self.strategy not in STRATEGIES:
       raise UsageError(f'--strategy={self.strategy} is unknown: choose one of '
                        f'{", ".join(STRATEGIES)}')
-    if self.aux != 'none' and self.batch_size % 4:
+    if self.aux == 'rotation' and self.aux_batch_size is None and self.batch_size % 4:
       raise UsageError(f'--batch_size={self.batch_size} must be a multiple of 4 with --aux='
                        f'{self.aux}: the auxiliary step rotates batch/4 images four ways')
-    if self.rotation_weight < 0:
-      raise UsageError(f'--rotation_weight={self.rotation_weight} must be >= 0')
+    if self.aux == 'cpc' and self.aux_batch_size is None and self.batch_size < 2:
+      raise UsageError(f'--batch_size={self.batch_size} leaves no images for the CPC step '
+                       '(batch/2): use a larger --batch_size or set --aux_batch_size')
+    if self.aux_weight < 0:
+      raise UsageError(f'--aux_weight={self.aux_weight} must be >= 0')
+    if self.padding not in PADDINGS:
+      raise UsageError(f'--padding={self.padding} is unknown: choose zeros or reflect')
+    for name in ('aux_batch_size', 'cpc_patch_size', 'cpc_patch_stride', 'cpc_steps'):
+      if getattr(self, name) is not None and getattr(self, name) <= 0:
+        raise UsageError(f'--{name}={getattr(self, name)} must be a positive integer')
     for name in ('learning_rate', 'odin_temperature'):
       if getattr(self, name) <= 0:
         raise UsageError(f'--{name}={getattr(self, name)} must be positive')
 
+  @property
+  def resolved_aux_batch_size(self) -> int:
+    """Images per auxiliary step (0 without an auxiliary task)."""
+    if self.aux == 'none':
+      return 0
+    if self.aux_batch_size is not None:
+      return self.aux_batch_size
+    return self.batch_size // (4 if self.aux == 'rotation' else 2)
+
   def to_dict(self):
     return dataclasses.asdict(self)
+
+
+# Settings renamed since runs were first saved: old config.json files still read.
+RENAMED = {'rotation_weight': 'aux_weight'}
+
+
+def upgrade_saved(saved: dict) -> dict:
+  """A saved config dict with renamed settings under their current names."""
+  return {RENAMED.get(key, key): value for key, value in saved.items()}
 
 
 # Fields that do not change what a run computes, so a resumed run may differ in them.

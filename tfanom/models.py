@@ -180,10 +180,25 @@ class WideResNet(keras.Model):
 
   def features(self, images, training=False, task=CLASSIFICATION_TASK, update_stats=True):
     """Penultimate features of images in [0, 1]."""
+    return self._pooled(images, self.blocks, training, task, update_stats)
+
+  def encode_patches(self, patches, training=False, task=CLASSIFICATION_TASK, update_stats=True):
+    """One vector per patch (in [0, 1]) from the stem and the first three groups, normalised and
+    pooled as the features are: CPC's patch encoder, sharing the trunk with classification."""
+    return self._pooled(patches, self._encoder_blocks(), training, task, update_stats)
+
+  def patch_encoder_layers(self):
+    """The layers `encode_patches` runs."""
+    return [*self.stem, *self._encoder_blocks(), self.final_norm]
+
+  def _encoder_blocks(self):
+    return self.blocks[:3 * self.config.blocks_per_group]
+
+  def _pooled(self, images, blocks, training, task, update_stats):
     outputs = (images - self.pixel_mean) / self.pixel_std
     for layer in self.stem:
       outputs = layer(outputs)
-    for block in self.blocks:
+    for block in blocks:
       outputs = block(outputs, training=training, task=task, update_stats=update_stats)
     outputs = tf.nn.relu(self.final_norm(outputs, training=training, task=task,
                                          update_stats=update_stats))

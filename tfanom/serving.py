@@ -62,7 +62,7 @@ class ScoringModule(tf.Module):
     self.odin_scores = tf.function(self._odin_scores, input_signature=[unit, scalar, scalar])
     self.serve = tf.function(self._serve, input_signature=[raw])
     self.odin = tf.function(self._odin, input_signature=[raw])
-    if run.aux_task is not None:
+    if run.aux_task is not None and run.aux_task.name == 'rotation':
       self._aux_task = run.aux_task
       self._aux_norm_task = aux_norm_task(run.config)
       self.aux_head = run.aux_task.head

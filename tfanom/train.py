@@ -36,13 +36,26 @@ _CROP_SIZE = flags.DEFINE_integer('crop_size', None, 'Side of the crops the netw
                                   'in training, central in evaluation); ImageNet default 224.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and results.json; default '
                                'runs/<dataset>/holdout<h>_<aux>_seed<seed>.')
-_AUX = flags.DEFINE_string('aux', 'rotation', 'Auxiliary task: rotation, or none.')
+_AUX = flags.DEFINE_string('aux', 'rotation', 'Auxiliary task: rotation, cpc (contrastive '
+                           'predictive coding, Appendix B), or none.')
 _AUX_NORM = flags.DEFINE_string(
-    'aux_norm', 'protected', 'Batch norm in the auxiliary step: protected (batch statistics, '
-    'moving statistics untouched), shared (the official code), conditional (per task).')
+    'aux_norm', None, 'Batch norm in the auxiliary step: protected (batch statistics, '
+    'moving statistics untouched; default), shared (the official code), conditional (per task; '
+    'default for cpc).')
 _ROTATIONS = flags.DEFINE_string('rotations', 'rot90', 'rot90 (the paper) or official (flips and '
                                  'transposes, as the official code).')
-_ROTATION_WEIGHT = flags.DEFINE_float('rotation_weight', None, 'lambda; default per dataset.')
+_AUX_WEIGHT = flags.DEFINE_float('aux_weight', None, 'lambda, the auxiliary loss weight; '
+                                 'default per dataset, 10 for cpc.')
+flags.DEFINE_alias('rotation_weight', 'aux_weight')
+_AUX_BATCH_SIZE = flags.DEFINE_integer('aux_batch_size', None, 'Images per auxiliary step; '
+                                       'default batch/4 for rotation, batch/2 for cpc.')
+_CPC_PATCH_SIZE = flags.DEFINE_integer('cpc_patch_size', None, 'Side of CPC\'s patches; default '
+                                       'a quarter of the image side.')
+_CPC_PATCH_STRIDE = flags.DEFINE_integer('cpc_patch_stride', None, 'Step between CPC\'s patches; '
+                                         'default half the patch size.')
+_CPC_STEPS = flags.DEFINE_integer('cpc_steps', 3, 'Rows of patches CPC predicts ahead.')
+_PADDING = flags.DEFINE_string('padding', None, 'Padding of every convolution: zeros, or reflect '
+                               '(default for cpc).')
 _EPOCHS = flags.DEFINE_integer('epochs', None, 'Training epochs; default per dataset.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'Global batch; default per dataset.')
 _DEPTH = flags.DEFINE_integer('depth', None, 'WRN depth (6n+4); default per dataset.')
@@ -84,8 +97,10 @@ def config_from_flags() -> config_lib.TrainConfig:
       members=tuple(_MEMBERS.value or ()), cache_dir=_CACHE_DIR.value,
       skip_corrupt=_SKIP_CORRUPT.value, workdir=_WORKDIR.value,
       aux=_AUX.value,
-      aux_norm=_AUX_NORM.value, rotations=_ROTATIONS.value,
-      rotation_weight=_ROTATION_WEIGHT.value, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+      aux_norm=_AUX_NORM.value, rotations=_ROTATIONS.value, aux_weight=_AUX_WEIGHT.value,
+      aux_batch_size=_AUX_BATCH_SIZE.value, cpc_patch_size=_CPC_PATCH_SIZE.value,
+      cpc_patch_stride=_CPC_PATCH_STRIDE.value, cpc_steps=_CPC_STEPS.value, padding=_PADDING.value,
+      epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
       depth=_DEPTH.value, width=_WIDTH.value, dropout=_DROPOUT.value, stem=_STEM.value,
       augment=_AUGMENT.value,
       learning_rate=_LEARNING_RATE.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,

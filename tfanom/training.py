@@ -5,6 +5,7 @@ then a classification step (another optimizer, trunk + class head), several iter
 call. Losses are divided by the global batch, so any number of replicas computes the same update.
 """
 
+import functools
 import json
 import os
 import time
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from tfanom import metrics, scoring
 from tfanom.auxiliary import make_auxiliary_task
-from tfanom.config import RESUMABLE_DIFFERENCES, TrainConfig
+from tfanom.config import RESUMABLE_DIFFERENCES, TrainConfig, upgrade_saved
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.pipeline import InputPipeline, to_unit_range
 from tfanom.data.sources import load_source
@@ -39,8 +40,13 @@ class Preempted(Exception):
   """Training stopped on request (SIGTERM) after saving a checkpoint."""
 
 
+@functools.cache
 def make_strategy(name: str) -> tf.distribute.Strategy:
-  """The named strategy; create it before any other TensorFlow work (multi-worker needs that)."""
+  """The named strategy; create it before any other TensorFlow work (multi-worker needs that).
+
+  One instance per name and process: separate instances over the same devices would issue
+  collectives with clashing keys, and multi-worker and TPU set-up may run only once.
+  """
   if name == 'mirrored':
     return tf.distribute.MirroredStrategy()
   if name == 'multiworker':
@@ -87,7 +93,7 @@ def aux_norm_task(config: TrainConfig) -> int:
 def wrn_config(config: TrainConfig, num_classes: int) -> WRNConfig:
   return WRNConfig(depth=config.depth, width=config.width, dropout=config.dropout,
                    num_classes=num_classes, extra_groups=config.extra_groups, stem=config.stem,
-                   norm_tasks=2 if config.aux_norm == 'conditional' else 1)
+                   norm_tasks=2 if config.aux_norm == 'conditional' else 1, padding=config.padding)
 
 
 class Trainer:
@@ -100,10 +106,9 @@ class Trainer:
     keras.utils.set_random_seed(config.seed)
     self.summary_dir = summary_dir
     self.summary_writer = None
-    self.aux_task = make_auxiliary_task(config.aux, config.rotations)
-    aux_batch = config.batch_size // 4 if self.aux_task else 0
-    self.pipeline = InputPipeline(split, config.batch_size, aux_batch, config.augment, config.seed,
-                                  config.crop_size)
+    self.aux_task = make_auxiliary_task(config)
+    self.pipeline = InputPipeline(split, config.batch_size, config.resolved_aux_batch_size,
+                                  config.augment, config.seed, config.crop_size)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
     with strategy.scope():
       self.model = build_wide_resnet(wrn_config(config, split.num_classes),
@@ -122,13 +127,12 @@ class Trainer:
                         epoch=self.epoch, step_in_epoch=self.step_in_epoch,
                         epoch_totals=self.epoch_totals)
       if self.aux_task:
-        self.aux_task.build(self.model.class_head.kernel.shape[0])
-        self.aux_variables = (self.model.trunk_variables(self._aux_norm_task)
-                              + self.aux_task.trainable_variables)
+        self.aux_task.build(self.model, self.pipeline.image_shape)
+        self.aux_variables = self.aux_task.train_variables(self.model, self._aux_norm_task)
         self.aux_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
                                                   nesterov=True)
         self.aux_optimizer.build(self.aux_variables)
-        trackables.update(aux_head=checkpoint_variables(self.aux_task.head),
+        trackables.update(aux_head=self.aux_task.checkpoint_variables,
                           aux_optimizer=self.aux_optimizer)
     # Host-side bookkeeping, outside the scope: collectives cannot broadcast strings.
     self.history = tf.Variable('[]', dtype=tf.string, trainable=False, name='history')
@@ -157,19 +161,18 @@ class Trainer:
   def _aux_step(self, images):
     config = self.config
     with tf.GradientTape() as tape:
-      logits, labels = self.aux_task.logits_and_labels(
+      per_term, hits = self.aux_task.loss(
           self.model, to_unit_range(images), training=True, norm_task=self._aux_norm_task,
           update_stats=config.aux_norm != 'protected')
-      per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-      global_batch = self.pipeline.aux_batch_size * self.aux_task.images_per_example
+      global_batch = self.pipeline.aux_batch_size * self.aux_task.loss_terms_per_image
       # The trunk is decayed once per iteration, in the classification step.
-      loss = (config.rotation_weight
-              * tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+      loss = (config.aux_weight
+              * tf.nn.compute_average_loss(per_term, global_batch_size=global_batch)
               + self._decay(self.aux_task.trainable_variables))
     gradients = tape.gradient(loss, self.aux_variables)
     self.aux_optimizer.apply(gradients, self.aux_variables)
-    correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
-    return tf.reduce_sum(per_example), correct, tf.cast(tf.size(labels), tf.float32)
+    correct = tf.reduce_sum(tf.cast(hits, tf.float32))
+    return tf.reduce_sum(per_term), correct, tf.cast(tf.size(per_term), tf.float32)
 
   def _cls_step(self, images, labels):
     with tf.GradientTape() as tape:
@@ -406,10 +409,11 @@ def check_workdir_config(workdir: str, config: TrainConfig) -> None:
   if not os.path.exists(path):
     return
   with open(path) as handle:
-    saved = json.load(handle)
+    saved = upgrade_saved(json.load(handle))
   current = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as when saved
+  # A setting the saved run predates kept its behaviour of then, which its default still is.
   differences = [f'{key}={saved.get(key)!r} there, {value!r} now' for key, value in current.items()
-                 if key not in RESUMABLE_DIFFERENCES and saved.get(key) != value]
+                 if key not in RESUMABLE_DIFFERENCES and key in saved and saved[key] != value]
   if differences:
     raise UsageError(f'--workdir={workdir} holds a run with other settings '
                      f'({"; ".join(differences)}): use another --workdir')

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfanom.errors import UsageError
+from tfanom.models import checkpoint_variables
 
 # 'rot90': the four rotations the paper describes. 'official': what the official code applies
 # instead (identity, vertical flip, transpose, transpose of the vertical flip).
@@ -38,7 +39,7 @@ class RotationTask:
   classification step.
   """
   name = 'rotation'
-  images_per_example = NUM_ROTATIONS
+  loss_terms_per_image = NUM_ROTATIONS  # one classification of each rotated copy
 
   def __init__(self, rotations: str = 'rot90'):
     if rotations not in ROTATION_SETS:
@@ -47,12 +48,25 @@ class RotationTask:
     self.rotations = rotations
     self.head = keras.layers.Dense(NUM_ROTATIONS, name='rotation_head')
 
-  def build(self, feature_dim: int):
-    self.head.build((None, feature_dim))
+  def build(self, model, image_shape):
+    del image_shape  # every size rotates
+    self.head.build((None, model.class_head.kernel.shape[0]))
 
   @property
   def trainable_variables(self):
     return self.head.trainable_variables
+
+  @property
+  def checkpoint_variables(self):
+    return checkpoint_variables(self.head)
+
+  def train_variables(self, model, norm_task):
+    return model.trunk_variables(norm_task) + self.trainable_variables
+
+  def loss(self, model, images, training=False, norm_task=0, update_stats=True):
+    logits, labels = self.logits_and_labels(model, images, training, norm_task, update_stats)
+    per_term = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    return per_term, tf.argmax(logits, -1) == labels
 
   def logits_and_labels(self, model, images, training=False, norm_task=0, update_stats=True):
     """Rotation logits for every rotated copy of `images` (in [0, 1]) and the true rotations."""

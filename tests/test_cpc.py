@@ -1,0 +1,201 @@
+"""Contrastive predictive coding as the second auxiliary task, and the auxiliary-task interface
+(issue 8)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from experiments import paper_numbers, runs, sweeps, tables
+from test_experiments import usable_of, write_results  # pylint: disable=wrong-import-order
+from tfanom.auxiliary import make_auxiliary_task
+from tfanom.auxiliary.cpc import TEMPERATURE, CPCTask, info_nce
+from tfanom.checkpoints import config_from_json, load_run
+from tfanom.config import TrainConfig
+from tfanom.errors import UsageError
+from tfanom.models import WRNConfig, build_wide_resnet
+from tfanom.training import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--dropout=0.3',
+        '--batch_size=128', '--steps_per_loop=2']
+# Recorded with the code before the auxiliary-task interface (commit 304f296): the first epoch of
+# `python -m tfanom.train TINY --epochs=1 --final_window=1 --deterministic`.
+ROTATION_REFERENCE = dict(loss=2.2377949820624456, accuracy=13.020833333333334,
+                          aux_loss=1.3893595669004652, aux_accuracy=32.46527777777778,
+                          ap_msp=9.406404967246766, ap_odin=9.937642663048491)
+
+
+def _model(**config):
+  config = WRNConfig(**dict(dict(depth=10, width=1, dropout=0.0, num_classes=3), **config))
+  return build_wide_resnet(config, (32, 32, 3), [0.5] * 3, [0.25] * 3)
+
+
+def _reference_info_nce(predictions, encodings, step):
+  batch, grid, _, depth = encodings.shape
+  losses, hits = [], []
+  for b in range(batch):
+    keys = encodings[b].reshape(-1, depth)
+    keys = keys / np.linalg.norm(keys, axis=-1, keepdims=True)
+    for row in range(grid - step):
+      for column in range(grid):
+        query = predictions[b, row, column]
+        scores = keys @ (query / np.linalg.norm(query)) / TEMPERATURE
+        target = (row + step) * grid + column
+        log_softmax = scores - scores.max() - np.log(np.sum(np.exp(scores - scores.max())))
+        losses.append(-log_softmax[target])
+        hits.append(np.argmax(scores) == target)
+  return np.array(losses).reshape(batch, -1), np.array(hits).reshape(batch, -1)
+
+
+def test_info_nce_matches_a_numpy_reference():
+  rng = np.random.default_rng(0)
+  encodings = rng.normal(size=(2, 4, 4, 5)).astype(np.float32)
+  for step in (1, 2):
+    predictions = rng.normal(size=(2, 4 - step, 4, 5)).astype(np.float32)
+    # A prediction equal to its target must win: some hits, not only misses.
+    predictions[0, 0, 0] = encodings[0, step, 0]
+    losses, hits = info_nce(tf.constant(predictions), tf.constant(encodings), step)
+    expected_losses, expected_hits = _reference_info_nce(predictions, encodings, step)
+    np.testing.assert_allclose(losses.numpy(), expected_losses, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(hits.numpy(), expected_hits)
+    assert expected_hits[0, 0]
+
+
+def test_negatives_come_only_from_the_same_image():
+  rng = np.random.default_rng(1)
+  encodings = rng.normal(size=(3, 5, 5, 8)).astype(np.float32)
+  predictions = rng.normal(size=(3, 3, 5, 8)).astype(np.float32)
+  losses, _ = info_nce(tf.constant(predictions), tf.constant(encodings), 2)
+  changed = encodings.copy()
+  changed[1:] = rng.normal(size=changed[1:].shape)
+  changed_losses, _ = info_nce(tf.constant(predictions), tf.constant(changed), 2)
+  np.testing.assert_array_equal(losses.numpy()[0], changed_losses.numpy()[0])
+  assert not np.allclose(losses.numpy()[1:], changed_losses.numpy()[1:])
+
+
+def test_conditional_normalisation_keeps_the_classification_path():
+  model = _model(norm_tasks=2)
+  images = tf.random.stateless_uniform((4, 32, 32, 3), seed=(0, 1))
+  # In training mode too (batch statistics), without touching the moving statistics.
+  outputs = lambda: [model(images).numpy(),  # noqa: E731
+                     model.features(images, training=True, update_stats=False).numpy()]
+  before = outputs()
+  cpc = CPCTask()
+  cpc.build(model, (32, 32, 3))
+  cpc_variables = cpc.train_variables(model, 1)
+  classification = {id(v) for v in model.trunk_variables(0)}
+  moved = [v for v in cpc_variables if id(v) not in classification]
+  assert moved and all('gamma_1' in v.path or 'beta_1' in v.path or 'cpc' in v.path
+                       for v in moved)
+  for variable in moved:
+    variable.assign(tf.random.stateless_normal(variable.shape, seed=(2, 3)))
+  after = outputs()
+  for old, new in zip(before, after):
+    np.testing.assert_array_equal(old, new)
+  patches = tf.random.stateless_uniform((6, 8, 8, 3), seed=(4, 5))
+  assert not np.allclose(model.encode_patches(patches, task=0).numpy(),
+                         model.encode_patches(patches, task=1).numpy())
+
+
+def test_reflect_padding_keeps_output_sizes():
+  images = tf.random.stateless_uniform((2, 32, 32, 3), seed=(0, 2))
+  zeros, reflect = _model(padding='zeros'), _model(padding='reflect')
+  assert zeros.features(images).shape == reflect.features(images).shape
+  patches = images[:, :8, :8]
+  assert zeros.encode_patches(patches).shape == reflect.encode_patches(patches).shape
+  for stem in ('imagenet_maxpool', 'imagenet_avgpool'):
+    big = tf.zeros((1, 64, 64, 3))
+    shapes = [_model(stem=stem, padding=p).features(big).shape for p in ('zeros', 'reflect')]
+    assert shapes[0] == shapes[1]
+
+
+def test_cpc_settings_that_do_not_fit_are_refused():
+  model = _model(padding='reflect')
+  with pytest.raises(UsageError, match='do not tile 32x32 images'):
+    CPCTask(patch_size=8, patch_stride=5).build(model, (32, 32, 3))
+  with pytest.raises(UsageError, match='do not tile'):
+    CPCTask(patch_size=40).build(model, (32, 32, 3))
+  with pytest.raises(UsageError, match='--cpc_steps=7 does not fit the 7x7 grid'):
+    CPCTask(steps=7).build(model, (32, 32, 3))
+  with pytest.raises(UsageError, match='too small for the three-group patch encoder'):
+    CPCTask(patch_size=4, patch_stride=4).build(model, (32, 32, 3))
+  task = CPCTask()
+  task.build(model, (32, 32, 3))
+  assert (task.patch_size, task.patch_stride, task.grid) == (8, 4, 7)
+  assert task.loss_terms_per_image == 7 * (6 + 5 + 4)
+
+
+def test_cpc_defaults_and_the_renamed_lambda():
+  cpc = TrainConfig(aux='cpc').resolved()
+  assert (cpc.aux_weight, cpc.aux_norm, cpc.padding) == (10.0, 'conditional', 'reflect')
+  assert cpc.resolved_aux_batch_size == cpc.batch_size // 2
+  rotation = TrainConfig().resolved()
+  assert (rotation.aux_weight, rotation.aux_norm, rotation.padding) == (0.5, 'protected', 'zeros')
+  assert rotation.resolved_aux_batch_size == rotation.batch_size // 4
+  old = dict(TrainConfig().resolved().to_dict(), rotation_weight=2.0)
+  del old['aux_weight'], old['padding']
+  assert config_from_json(json.dumps(old)).aux_weight == 2.0
+
+
+def test_bad_cpc_flags_fail_before_training():
+  result = subprocess.run(
+      [sys.executable, '-m', 'tfanom.train', *TINY, '--aux=cpc', '--cpc_steps=9', '--epochs=1'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=ROOT))
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      'tfanom.train: error: --cpc_steps=9 does not fit the 7x7 grid')
+  assert 'Traceback' not in result.stderr and 'epoch 1/1' not in result.stdout
+
+
+def test_digits_with_cpc_trains_and_reports_ap(tmp_path):
+  # lambda = 1: at the paper's 10, three epochs of digits leave CPC at chance (docs/cpc.md).
+  config = TrainConfig(dataset='digits', holdout='5', depth=10, width=1, dropout=0.0,
+                       batch_size=128, epochs=3, final_window=1, aux='cpc', aux_weight=1.0,
+                       workdir=str(tmp_path / 'run'))
+  results = train_and_evaluate(config, log=lambda line: None)
+  history = results['history']
+  losses = [e['train']['aux_loss'] for e in history]
+  assert losses[-1] < losses[0] - 0.3, losses
+  assert history[-1]['train']['aux_accuracy'] > 100 / 49 * 3  # well above chance (1 of 49)
+  assert 0 < results['final']['ap']['msp'] <= 100
+  run = load_run(str(tmp_path / 'run'))
+  assert run.aux_task.name == 'cpc' and run.model.config.padding == 'reflect'
+  assert make_auxiliary_task(run.config).name == 'cpc'
+
+
+def test_rotation_is_unchanged_by_the_auxiliary_task_interface(tmp_path):
+  workdir = tmp_path / 'rotation'
+  result = subprocess.run(
+      [sys.executable, '-m', 'tfanom.train', *TINY, '--epochs=1', '--final_window=1',
+       '--deterministic', f'--workdir={workdir}'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=ROOT))
+  assert result.returncode == 0, result.stderr
+  with open(workdir / 'results.json') as handle:
+    epoch = json.load(handle)['history'][0]
+  measured = dict(epoch['train'], ap_msp=epoch['ap']['msp'], ap_odin=epoch['ap']['odin'])
+  assert measured == pytest.approx(ROTATION_REFERENCE, rel=1e-6)
+
+
+def test_table6_report_has_cpc_columns_and_the_paper_numbers(tmp_path):
+  chosen = sweeps.select(sweeps.expand('table6'), ['dataset=imagenet_car',
+                                                   'dataset=imagenet_spider', 'seed=0'])
+  assert {run.settings['aux'] for run in chosen} == {'none', 'cpc'}
+  assert all(run.settings['padding'] == 'reflect' for run in chosen)
+  for run in chosen:
+    write_results(tmp_path, run, 20.0 + (run.settings['aux'] == 'cpc'), 25.0, 70.0)
+  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  table = tables.build_table('table6', states, usable_of(states), compare=True)
+  groups = [column.group for column in table.columns]
+  assert 'CPC-augmented' in groups and 'Classification-only' in groups
+  label, cells = table.rows[0]
+  assert label == 'imagenet_car' and cells[0].paper == (10.00, None)
+  cpc_msp = cells[groups.index('CPC-augmented')]
+  assert cpc_msp.mean == 21.0 and cpc_msp.paper == (22.21, 0.44)
+  assert paper_numbers.paper_value('table6', 'imagenet_fungus', 'none', 'odin') == (41.71, 1.94)
