@@ -169,7 +169,8 @@ class WideResNet(keras.Model):
         self.blocks.append(WideBlock(filters, strides, config.dropout, config.norm_tasks,
                                      config.padding, name=f'group{group}_block{block}'))
     self.final_norm = TaskBatchNorm(config.norm_tasks)
-    self.class_head = keras.layers.Dense(config.num_classes, name='class_head')
+    # float32 logits under mixed precision: softmax, losses and scores stay exact.
+    self.class_head = keras.layers.Dense(config.num_classes, name='class_head', dtype='float32')
 
   def build_normalization(self, mean, std):
     """Creates the input normalisation from training-set statistics (pixels in [0, 1])."""

@@ -45,7 +45,8 @@ class RotationTask:
       raise UsageError(f'--rotations={rotations} is unknown: choose one of '
                        f'{", ".join(ROTATION_SETS)}')
     self.rotations = rotations
-    self.head = keras.layers.Dense(NUM_ROTATIONS, name='rotation_head')
+    # float32 logits under mixed precision, as the class head's.
+    self.head = keras.layers.Dense(NUM_ROTATIONS, name='rotation_head', dtype='float32')
 
   def build(self, feature_dim: int):
     self.head.build((None, feature_dim))
