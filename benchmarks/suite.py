@@ -56,7 +56,7 @@ class Sizes:
   digits_args: tuple[str, ...]
 
 
-FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ())
+FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ('--epochs=1', '--final_window=1'))
 QUICK = Sizes(10, 1, 32, 2, 2048, 100, 10**4, 512, 8,
               ('--depth=10', '--width=1', '--epochs=1', '--final_window=1'))
 GPU = Sizes(28, 10, 128, 50, 50000, 10000, 10**6, 8192, 150, ())
