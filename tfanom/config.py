@@ -7,6 +7,7 @@ import dataclasses
 
 from tfanom.data.imagenet import SUBSETS as IMAGENET_SUBSETS
 from tfanom.errors import UsageError
+from tfanom.precision import check_precision
 
 # Fields a flag may leave to the dataset; every other field has one default for all datasets.
 DATASET_DEFAULTS = {
@@ -93,6 +94,8 @@ class TrainConfig:
   checkpoint_every_steps: int = 0  # 0: only at the end of each epoch
   deterministic: bool = False
   strategy: str = 'mirrored'
+  mixed_precision: str = 'float32'  # or 'bfloat16', 'float16' (tfanom/precision.py)
+  xla: bool = False  # XLA-compiles the training step and the scoring functions
 
   def resolved(self) -> 'TrainConfig':
     """This config with every unset field filled from its dataset's defaults, then checked."""
@@ -139,6 +142,7 @@ class TrainConfig:
     if self.strategy not in STRATEGIES:
       raise UsageError(f'--strategy={self.strategy} is unknown: choose one of '
                        f'{", ".join(STRATEGIES)}')
+    check_precision(self.mixed_precision)
     if self.aux == 'rotation' and self.aux_batch_size is None and self.batch_size % 4:
       raise UsageError(f'--batch_size={self.batch_size} must be a multiple of 4 with --aux='
                        f'{self.aux}: the auxiliary step rotates batch/4 images four ways')
@@ -181,4 +185,4 @@ def upgrade_saved(saved: dict) -> dict:
 # Fields that do not change what a run computes, so a resumed run may differ in them.
 RESUMABLE_DIFFERENCES = frozenset({'workdir', 'data_dir', 'steps_per_loop', 'strategy',
                                    'eval_batch_size', 'eval_every', 'checkpoint_every_steps',
-                                   'deterministic', 'cache_dir'})
+                                   'deterministic', 'cache_dir', 'xla'})

@@ -85,16 +85,22 @@ class TaskBatchNorm(keras.layers.Layer):
     task = min(task, self.num_tasks - 1)
     compute_dtype = inputs.dtype
     inputs = tf.cast(inputs, tf.float32)
+    # The fused kernel normalises in one pass over the activations (several times faster than
+    # moments + batch_normalization on CPU and GPU), with the same biased batch variance.
     if training:
-      mean, variance = tf.nn.moments(inputs, axes=[0, 1, 2])
+      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma[task], self.beta[task], epsilon=self.epsilon, is_training=True)
       if update_stats:
+        # The kernel returns the unbiased variance; the moving statistics average the biased one.
+        count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
+        variance = variance * (count - 1.0) / count
         for moving, value in ((self.moving_mean[task], mean),
                               (self.moving_variance[task], variance)):
           moving.assign(moving * self.momentum + tf.stop_gradient(value) * (1.0 - self.momentum))
     else:
-      mean, variance = self.moving_mean[task], self.moving_variance[task]
-    outputs = tf.nn.batch_normalization(inputs, mean, variance, self.beta[task], self.gamma[task],
-                                        self.epsilon)
+      outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma[task], self.beta[task], self.moving_mean[task],
+          self.moving_variance[task], epsilon=self.epsilon, is_training=False)
     return tf.cast(outputs, compute_dtype)
 
 
@@ -169,7 +175,8 @@ class WideResNet(keras.Model):
         self.blocks.append(WideBlock(filters, strides, config.dropout, config.norm_tasks,
                                      config.padding, name=f'group{group}_block{block}'))
     self.final_norm = TaskBatchNorm(config.norm_tasks)
-    self.class_head = keras.layers.Dense(config.num_classes, name='class_head')
+    # float32 logits under mixed precision: softmax, losses and scores stay exact.
+    self.class_head = keras.layers.Dense(config.num_classes, name='class_head', dtype='float32')
 
   def build_normalization(self, mean, std):
     """Creates the input normalisation from training-set statistics (pixels in [0, 1])."""

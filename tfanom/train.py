@@ -88,6 +88,10 @@ _DETERMINISTIC = flags.DEFINE_bool('deterministic', False, 'Deterministic ops: t
                                    'gives the same results.json, also after a kill and resume.')
 _STRATEGY = flags.DEFINE_string('strategy', 'mirrored', 'mirrored, onedevice, default, multiworker '
                                 '(MultiWorkerMirroredStrategy from TF_CONFIG) or tpu.')
+_MIXED_PRECISION = flags.DEFINE_string(
+    'mixed_precision', 'float32', 'float32, bfloat16 or float16 (with loss scaling): 16-bit '
+    'convolutions on accelerators; variables, batch norm, logits and scores stay float32.')
+_XLA = flags.DEFINE_bool('xla', False, 'XLA-compile the training step and the scoring function.')
 
 
 def config_from_flags() -> config_lib.TrainConfig:
@@ -107,7 +111,7 @@ def config_from_flags() -> config_lib.TrainConfig:
       validation=_VALIDATION.value, eval_every=_EVAL_EVERY.value,
       final_window=_FINAL_WINDOW.value, steps_per_loop=_STEPS_PER_LOOP.value,
       checkpoint_every_steps=_CHECKPOINT_EVERY_STEPS.value, deterministic=_DETERMINISTIC.value,
-      strategy=_STRATEGY.value)
+      strategy=_STRATEGY.value, mixed_precision=_MIXED_PRECISION.value, xla=_XLA.value)
 
 
 def main(argv):

@@ -23,6 +23,7 @@ from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
 from tfanom.models import (CLASSIFICATION_TASK, WRNConfig, build_wide_resnet, checkpoint_variables,
                            weight_decay_variables)
+from tfanom.precision import make_optimizer, precision_scope
 from tfanom.results import RESULTS_FILE, build_results, summary_table, write_json_atomic
 
 AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_norm=conditional
@@ -110,12 +111,14 @@ class Trainer:
     self.pipeline = InputPipeline(split, config.batch_size, config.resolved_aux_batch_size,
                                   config.augment, config.seed, config.crop_size)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
-    with strategy.scope():
+    with strategy.scope(), precision_scope(config.mixed_precision):
       self.model = build_wide_resnet(wrn_config(config, split.num_classes),
                                      self.pipeline.image_shape, split.mean, split.std)
       schedule = learning_rate_schedule(config, self.steps_per_epoch)
       self.cls_variables = self.model.trunk_variables() + self.model.class_head.trainable_variables
-      self.cls_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True)
+      self.cls_optimizer = make_optimizer(
+          keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True),
+          config.mixed_precision)
       self.cls_optimizer.build(self.cls_variables)
       # Where training stands: a checkpoint taken mid-epoch resumes at the same batch, and the
       # epoch's running training statistics come back with it.
@@ -129,8 +132,9 @@ class Trainer:
       if self.aux_task:
         self.aux_task.build(self.model, self.pipeline.image_shape)
         self.aux_variables = self.aux_task.train_variables(self.model, self._aux_norm_task)
-        self.aux_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                                  nesterov=True)
+        self.aux_optimizer = make_optimizer(
+            keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True),
+            config.mixed_precision)
         self.aux_optimizer.build(self.aux_variables)
         trackables.update(aux_head=self.aux_task.checkpoint_variables,
                           aux_optimizer=self.aux_optimizer)
@@ -169,6 +173,7 @@ class Trainer:
       loss = (config.aux_weight
               * tf.nn.compute_average_loss(per_term, global_batch_size=global_batch)
               + self._decay(self.aux_task.trainable_variables))
+      loss = _scaled(self.aux_optimizer, loss)
     gradients = tape.gradient(loss, self.aux_variables)
     self.aux_optimizer.apply(gradients, self.aux_variables)
     correct = tf.reduce_sum(tf.cast(hits, tf.float32))
@@ -180,6 +185,7 @@ class Trainer:
       per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
       loss = (tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
               + self._decay(self.cls_variables))
+      loss = _scaled(self.cls_optimizer, loss)
     gradients = tape.gradient(loss, self.cls_variables)
     self.cls_optimizer.apply(gradients, self.cls_variables)
     correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
@@ -192,12 +198,15 @@ class Trainer:
 
   def _make_train_loop(self):
     strategy = self.strategy
+    # Iterator ops cannot be compiled: XLA takes the step, the loop around it stays a graph.
+    replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.xla else (
+        self._replica_step)
 
     @tf.function
     def train_loop(iterator, num_steps):
       totals = tf.zeros([len(TRAIN_STATS)])
       for _ in tf.range(num_steps):
-        per_replica = strategy.run(self._replica_step, args=(next(iterator),))
+        per_replica = strategy.run(replica_step, args=(next(iterator),))
         totals += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
       return totals
 
@@ -213,6 +222,9 @@ class Trainer:
                           config.odin_temperature, config.odin_epsilon)
       return dict(label=batch['label'], prediction=tf.argmax(logits, -1),
                   msp=scoring.msp(logits), odin=odin)
+
+    if config.xla:
+      replica_eval = tf.function(replica_eval, jit_compile=True)
 
     @tf.function
     def eval_step(batch):
@@ -356,6 +368,13 @@ class Trainer:
         parts.setdefault(key, []).append(value.numpy())
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     return summarize_scores(arrays), arrays
+
+
+def _scaled(optimizer, loss):
+  """The loss a LossScaleOptimizer's `apply` expects gradients of (float16); others take it as is."""
+  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    return optimizer.scale_loss(loss)
+  return loss
 
 
 def classification_summary(labels: np.ndarray, predictions: np.ndarray) -> dict:

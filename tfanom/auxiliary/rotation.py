@@ -46,7 +46,8 @@ class RotationTask:
       raise UsageError(f'--rotations={rotations} is unknown: choose one of '
                        f'{", ".join(ROTATION_SETS)}')
     self.rotations = rotations
-    self.head = keras.layers.Dense(NUM_ROTATIONS, name='rotation_head')
+    # float32 logits under mixed precision, as the class head's.
+    self.head = keras.layers.Dense(NUM_ROTATIONS, name='rotation_head', dtype='float32')
 
   def build(self, model, image_shape):
     del image_shape  # every size rotates

@@ -1,0 +1,322 @@
+r"""Performance figures of tfanom, each a ratio of two timings taken in one run on this machine.
+
+  python3 -m benchmarks.suite            # CPU figures at WRN-16-2, batch 128 (a few minutes)
+  python3 -m benchmarks.suite --quick    # tiny sizes: checks that every figure is produced
+  python3 -m benchmarks.suite --gpu      # WRN-28-10, batch 128: float32 vs bfloat16 + XLA
+
+Every line reads `<name>: <ratio> (target <op> <value>) [<raw numbers>]`, so the ratios stay
+comparable between machines and under load, where absolute numbers do not. Data is synthetic and
+CIFAR-shaped (uint8, 32x32x3, 10 classes); targets are for the full (non-quick) sizes on CPU.
+"""
+
+import dataclasses
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from sklearn.metrics import average_precision_score  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: E402
+
+from tfanom import metrics, scoring  # noqa: E402
+from tfanom.config import TrainConfig  # noqa: E402
+from tfanom.data.holdout import channel_statistics, HoldoutSplit  # noqa: E402
+from tfanom.data.pipeline import InputPipeline, to_unit_range  # noqa: E402
+from tfanom.data.sources import LabelledImages  # noqa: E402
+from tfanom.models import build_wide_resnet  # noqa: E402
+from tfanom.training import Trainer, wrn_config  # noqa: E402
+
+_QUICK = flags.DEFINE_bool('quick', False, 'Tiny sizes, for tests: every figure, no meaningful '
+                           'timing.')
+_GPU = flags.DEFINE_bool('gpu', False, 'WRN-28-10 at batch 128, and training throughput with '
+                         'bfloat16 + XLA against float32.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  depth: int
+  width: int
+  batch: int
+  steps: int  # timed training steps per figure
+  pipeline_images: int
+  test_images: int
+  ap_scores: int
+  matmul: int
+  memory_array_mb: int
+  digits_args: tuple[str, ...]
+
+
+FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ('--epochs=1', '--final_window=1'))
+QUICK = Sizes(10, 1, 32, 2, 2048, 100, 10**4, 512, 8,
+              ('--depth=10', '--width=1', '--epochs=1', '--final_window=1'))
+GPU = Sizes(28, 10, 128, 50, 50000, 10000, 10**6, 8192, 150, ())
+
+
+def report(name, ratio, target, raw):
+  print(f'{name}: {ratio:.3f} (target {target}) [{raw}]', flush=True)
+
+
+def synthetic_split(num_images: int, seed: int = 0) -> HoldoutSplit:
+  """CIFAR-shaped uint8 images, 9 known classes plus a held-out one in the evaluation set."""
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 9, num_images).astype(np.int64)
+  evaluation = LabelledImages(images[:min(num_images, 10000)],
+                              np.where(np.arange(min(num_images, 10000)) % 10 == 0, -1,
+                                       labels[:10000]))
+  mean, std = channel_statistics(images[:1000])
+  return HoldoutSplit('synthetic', 9, '9', tuple(str(i) for i in range(9)),
+                      LabelledImages(images, labels), evaluation, mean, std)
+
+
+def trainer_for(sizes: Sizes, split, **overrides) -> Trainer:
+  config = TrainConfig(dataset='cifar10', depth=sizes.depth, width=sizes.width, dropout=0.0,
+                       batch_size=sizes.batch, epochs=2, steps_per_loop=sizes.steps,
+                       strategy='default', **overrides).resolved()
+  return Trainer(config, split, tf.distribute.get_strategy(), log=lambda *_: None)
+
+
+def timed_epoch(trainer: Trainer) -> float:
+  """Seconds of the second epoch (the first traces and compiles)."""
+  trainer.train_epoch(0)
+  # As `Trainer.train` does between epochs: the next one starts at its first step.
+  trainer.step_in_epoch.assign(0)
+  trainer.epoch_totals.assign(tf.zeros_like(trainer.epoch_totals))
+  start = time.perf_counter()
+  trainer.train_epoch(1)
+  return time.perf_counter() - start
+
+
+def pipeline_images_per_second(sizes: Sizes) -> float:
+  split = synthetic_split(sizes.pipeline_images)
+  pipeline = InputPipeline(split, sizes.batch, sizes.batch // 4, 'crop_flip')
+  for _ in pipeline.train_dataset(0).take(2):
+    pass
+  start, images = time.perf_counter(), 0
+  for batch in pipeline.train_dataset(1):
+    images += int(batch['image'].shape[0])
+  return images / (time.perf_counter() - start)
+
+
+def fit_seconds(sizes: Sizes, split) -> float:
+  """keras.Model.fit on the same model, batch and data, SGD-Nesterov and sparse cross-entropy."""
+  pipeline = InputPipeline(split, sizes.batch, 0, 'crop_flip')
+  model = build_wide_resnet(wrn_config(trainer_config(sizes), split.num_classes), (32, 32, 3),
+                            split.mean, split.std)
+  model.compile(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=sizes.steps)
+  to_pairs = lambda batch: (to_unit_range(batch['image']), batch['label'])  # noqa: E731
+  dataset = pipeline.train_dataset(0).concatenate(pipeline.train_dataset(1)).map(to_pairs)
+  times = []
+  timer = keras.callbacks.LambdaCallback(
+      on_epoch_begin=lambda *_: times.append(time.perf_counter()),
+      on_epoch_end=lambda *_: times.append(time.perf_counter()))
+  model.fit(dataset, epochs=2, steps_per_epoch=pipeline.steps_per_epoch, callbacks=[timer],
+            verbose=0)
+  return times[3] - times[2]
+
+
+def trainer_config(sizes: Sizes) -> TrainConfig:
+  return TrainConfig(dataset='cifar10', depth=sizes.depth, width=sizes.width,
+                     dropout=0.0).resolved()
+
+
+def forward_flops(model, batch: int) -> int:
+  """Floating-point operations of one training-mode forward pass, as tf.profiler counts them."""
+  concrete = tf.function(lambda x: model(x, training=True)).get_concrete_function(
+      tf.TensorSpec([batch, 32, 32, 3], tf.float32))
+  profile = model_analyzer.profile(
+      graph=concrete.graph,
+      options=option_builder.ProfileOptionBuilder(
+          option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build())
+  return profile.total_float_ops
+
+
+def peak_matmul_flops(n: int) -> tuple[float, float]:
+  """FLOP/s of a large float32 matmul (the machine's practical peak) and its seconds."""
+  a = tf.random.normal([n, n])
+  b = tf.random.normal([n, n])
+  matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+  matmul().numpy()
+  repeats = 3
+  start = time.perf_counter()
+  for _ in range(repeats):
+    matmul().numpy()
+  seconds = (time.perf_counter() - start) / repeats
+  return 2.0 * n**3 / seconds, seconds
+
+
+def minimal_step_seconds(sizes: Sizes, split) -> float:
+  """Seconds per step of the smallest hand-written Keras training step on one constant batch."""
+  model = build_wide_resnet(wrn_config(trainer_config(sizes), split.num_classes), (32, 32, 3),
+                            split.mean, split.std)
+  optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
+  optimizer.build(model.trainable_variables)
+  images = tf.constant(split.train.images[:sizes.batch], tf.float32) / 255.0
+  labels = tf.constant(split.train.labels[:sizes.batch])
+
+  @tf.function
+  def steps(count):
+    for _ in tf.range(count):
+      with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                                             from_logits=True))
+      optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return loss
+
+  steps(tf.constant(1)).numpy()
+  start = time.perf_counter()
+  steps(tf.constant(sizes.steps)).numpy()
+  return (time.perf_counter() - start) / sizes.steps
+
+
+def scoring_seconds(trainer: Trainer, split, batch: int) -> tuple[float, float]:
+  """Seconds to score the evaluation images with MSP and with ODIN (graph functions, warmed)."""
+  model = trainer.model
+  msp = tf.function(lambda x: scoring.msp(model(to_unit_range(x), training=False)))
+  odin = tf.function(lambda x: scoring.odin(lambda y: model(y, training=False),
+                                            to_unit_range(x)))
+  batches = [tf.constant(split.evaluation.images[i:i + batch])
+             for i in range(0, len(split.evaluation.images), batch)]
+  seconds = []
+  for function in (msp, odin):
+    function(batches[0]).numpy()
+    start = time.perf_counter()
+    for images in batches:
+      function(images).numpy()
+    seconds.append(time.perf_counter() - start)
+  return tuple(seconds)
+
+
+def ap_seconds(count: int) -> tuple[float, float, float]:
+  """Seconds of our AP and scikit-learn's on `count` scores, and their absolute difference."""
+  rng = np.random.default_rng(0)
+  labels = rng.random(count) < 0.1
+  scores = np.round(rng.normal(labels * 0.5, 1.0), 4)  # rounding makes ties, as real scores have
+  ours = lambda: float(metrics.average_precision(labels, scores))  # noqa: E731
+  theirs = lambda: float(average_precision_score(labels, scores))  # noqa: E731
+  ours(), theirs()
+  timings = []
+  for function in (ours, theirs):
+    start = time.perf_counter()
+    value = function()
+    timings.append((time.perf_counter() - start, value))
+  return timings[0][0], timings[1][0], abs(timings[0][1] - timings[1][1])
+
+
+PIPELINE_MEMORY = """
+import gc, sys, numpy as np, psutil
+from tfanom.data.holdout import HoldoutSplit
+from tfanom.data.pipeline import InputPipeline
+from tfanom.data.sources import LabelledImages
+import tensorflow as tf
+count = int(sys.argv[1]) * 2**20 // (32 * 32 * 3)
+images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+labels = np.zeros(count, np.int64)
+data = LabelledImages(images, labels)
+split = HoldoutSplit('synthetic', 1, '1', ('0',), data, LabelledImages(images[:100], labels[:100]),
+                     np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32))
+# TensorFlow's runtime (thread pools, tf.data) starts lazily: start it before the baseline.
+for _ in tf.data.Dataset.range(4).map(lambda x: x + 1, num_parallel_calls=2).prefetch(2):
+  pass
+gc.collect()
+before = psutil.Process().memory_info().rss
+pipeline = InputPipeline(split, 128, 32, 'crop_flip')
+for _ in pipeline.train_dataset(0).take(20):
+  pass
+print((psutil.Process().memory_info().rss - before) / images.nbytes)
+"""
+
+
+def pipeline_memory_growth(array_mb: int) -> float:
+  """RSS growth from building the pipeline and taking 20 batches, over the array's size."""
+  result = subprocess.run([sys.executable, '-c', PIPELINE_MEMORY, str(array_mb)], check=True,
+                          capture_output=True, text=True, env=dict(os.environ,
+                                                                   PYTHONPATH=os.getcwd()))
+  return float(result.stdout.split()[-1])
+
+
+def digits_peak_rss(extra_args) -> float:
+  """Peak resident memory (MiB) of a `python -m tfanom.train --dataset=digits` run."""
+  with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as workdir:
+    subprocess.run([sys.executable, '-m', 'tfanom.train', '--dataset=digits',
+                    f'--workdir={workdir}', *extra_args], check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=os.getcwd()))
+  return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def main(argv):
+  del argv
+  tf.get_logger().setLevel('ERROR')
+  warnings.filterwarnings('ignore', module='keras')
+  sizes = QUICK if _QUICK.value else GPU if _GPU.value else FULL
+  print(f'benchmarks.suite: WRN-{sizes.depth}-{sizes.width}, batch {sizes.batch}, '
+        f'{os.cpu_count()} CPUs, GPUs: {len(tf.config.list_physical_devices("GPU"))}, load '
+        f'{", ".join(f"{x:.2f}" for x in os.getloadavg())}', flush=True)
+  # An epoch of the training figures is `steps` steps.
+  split = synthetic_split(sizes.steps * sizes.batch)
+
+  classification = trainer_for(sizes, split, aux='none')
+  cls_seconds = timed_epoch(classification)
+  cls_rate = sizes.steps * sizes.batch / cls_seconds
+  rotation = trainer_for(sizes, split)
+  aux_seconds = timed_epoch(rotation)
+  aux_rate = sizes.steps * sizes.batch / aux_seconds  # classification images per second
+
+  pipeline_rate = pipeline_images_per_second(sizes)
+  report('input pipeline / training step throughput', pipeline_rate / aux_rate, '>= 3',
+         f'{pipeline_rate:.0f} vs {aux_rate:.0f} img/s, rotation training')
+  fit = fit_seconds(sizes, split)
+  report('custom loop / keras.Model.fit', fit / cls_seconds, '>= 1.0',
+         f'{cls_rate:.0f} vs {sizes.steps * sizes.batch / fit:.0f} img/s')
+  report('rotation epoch / classification epoch', aux_seconds / cls_seconds, '<= 2.1',
+         f'{aux_seconds:.2f} vs {cls_seconds:.2f} s')
+  msp_seconds, odin_seconds = scoring_seconds(classification, synthetic_split(sizes.test_images),
+                                              min(500, sizes.test_images))
+  report('ODIN scoring / MSP scoring', odin_seconds / msp_seconds, '<= 3.5',
+         f'{odin_seconds:.2f} vs {msp_seconds:.2f} s for {sizes.test_images} images')
+  ours, sklearn, difference = ap_seconds(sizes.ap_scores)
+  report('our AP / scikit-learn AP', ours / sklearn, '<= 1.0',
+         f'{ours:.3f} vs {sklearn:.3f} s on {sizes.ap_scores} scores, |difference| '
+         f'{difference:.1e}')
+
+  step_flops = 3 * forward_flops(classification.model, sizes.batch)
+  peak, matmul_seconds = peak_matmul_flops(sizes.matmul)
+  loop_flops = step_flops * sizes.steps / cls_seconds
+  report('training FLOP/s / peak matmul FLOP/s', loop_flops / peak, '>= 0.65',
+         f'{loop_flops / 1e9:.1f} vs {peak / 1e9:.1f} GFLOP/s; {step_flops / 1e9:.2f} GFLOP per '
+         f'step (3x the profiled forward), {sizes.matmul}^2 matmul in {matmul_seconds:.3f} s')
+  minimal = minimal_step_seconds(sizes, split)
+  report('minimal Keras step FLOP/s / peak matmul FLOP/s', step_flops / minimal / peak,
+         'for comparison', f'{step_flops / minimal / 1e9:.1f} GFLOP/s, '
+         f'{minimal * 1e3:.0f} ms/step vs {cls_seconds / sizes.steps * 1e3:.0f} ms/step ours')
+  growth = pipeline_memory_growth(sizes.memory_array_mb)
+  report('pipeline RSS growth / training array size', growth, '<= 1.0',
+         f'{sizes.memory_array_mb} MiB array')
+  peak_rss = digits_peak_rss(sizes.digits_args)
+  report('digits run peak RSS / 1 GiB', peak_rss / 1024.0, 'informative',
+         f'{peak_rss:.0f} MiB, python -m tfanom.train --dataset=digits '
+         f'{" ".join(sizes.digits_args)}')
+
+  if _GPU.value:
+    fast = trainer_for(sizes, split, mixed_precision='bfloat16', xla=True)
+    fast_seconds = timed_epoch(fast)
+    report('bfloat16 + XLA / float32 training throughput', aux_seconds / fast_seconds,
+           'informative', f'{sizes.steps * sizes.batch / fast_seconds:.0f} vs {aux_rate:.0f} '
+           'img/s, rotation training')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,39 @@
+"""`python -m benchmarks.suite --quick` prints every figure as a finite, positive ratio.
+
+The timings themselves are not checked here (speed targets are read from the full benchmark).
+"""
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+FIGURES = (
+    'input pipeline / training step throughput',
+    'custom loop / keras.Model.fit',
+    'rotation epoch / classification epoch',
+    'ODIN scoring / MSP scoring',
+    'our AP / scikit-learn AP',
+    'training FLOP/s / peak matmul FLOP/s',
+    'minimal Keras step FLOP/s / peak matmul FLOP/s',
+    'pipeline RSS growth / training array size',
+    'digits run peak RSS / 1 GiB',
+)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_benchmark_reports_every_ratio():
+  result = subprocess.run([sys.executable, '-m', 'benchmarks.suite', '--quick'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = {line.split(':')[0]: line for line in result.stdout.splitlines() if ': ' in line}
+  for figure in FIGURES:
+    assert figure in lines, result.stdout
+    match = re.fullmatch(re.escape(figure) + r': (\S+) \(target [^)]+\) \[(.+)\]', lines[figure])
+    assert match, lines[figure]
+    ratio = float(match.group(1))
+    assert math.isfinite(ratio) and ratio > 0, lines[figure]
+  difference = re.search(r'\|difference\| (\S+)\]', lines['our AP / scikit-learn AP']).group(1)
+  assert float(difference) < 1e-12
