@@ -5,6 +5,7 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import dataclasses  # noqa: E402
+import re  # noqa: E402
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -42,3 +43,14 @@ def tiny_config(**overrides) -> TrainConfig:
 @pytest.fixture(scope='session')
 def make_config():
   return tiny_config
+
+
+# TensorFlow's native logger writes these to stderr whatever TF_CPP_MIN_LOG_LEVEL says, and absl
+# logs INFO lines in the same format; the programs' own messages never look like this.
+NATIVE_LOG_LINE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\) is called'
+                             r'|[IWEF]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] )')
+
+
+def own_lines(stderr: str) -> list[str]:
+  """A subprocess's stderr without TensorFlow's native log lines."""
+  return [line for line in stderr.splitlines() if line and not NATIVE_LOG_LINE.match(line)]

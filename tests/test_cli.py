@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import own_lines
 from absl import flags
 
 from tfanom import train as train_cli
@@ -21,10 +22,6 @@ GOOD_FLAGS = dict(dataset='digits', holdout='3', epochs='2', depth='10', width='
                   final_window='2')
 RESULT_KEYS = {'dataset', 'holdout', 'aux', 'seed', 'flags', 'accuracy', 'skew', 'ap', 'history',
                'final'}
-# TensorFlow's native logger writes these to stderr whatever TF_CPP_MIN_LOG_LEVEL says, and absl
-# logs INFO lines in the same format; the program's own messages never look like this.
-NATIVE_LOG_LINE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\) is called'
-                             r'|[IWEF]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] )')
 
 # (flags replacing or adding to GOOD_FLAGS, what the error line must say)
 BAD_COMMAND_LINES = {
@@ -52,10 +49,6 @@ def command_line(overrides=None, **more):
 
 def cli_env():
   return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(REPO))
-
-
-def own_lines(stderr):
-  return [line for line in stderr.splitlines() if line and not NATIVE_LOG_LINE.match(line)]
 
 
 def workdir_files(workdir):
@@ -192,7 +185,7 @@ def test_flags_take_the_dataset_defaults():
 @pytest.mark.parametrize('field,value,message', [
     ('batch_size', 6, 'multiple of 4'), ('eval_every', -1, '>= 0'),
     ('aux_norm', 'bogus', 'is unknown'), ('strategy', 'bogus', 'is unknown'),
-    ('rotation_weight', -0.5, '>= 0'), ('learning_rate', 0.0, 'must be positive'),
+    ('aux_weight', -0.5, '>= 0'), ('learning_rate', 0.0, 'must be positive'),
     ('seed', 2**32, 'must be in 0..'), ('steps_per_loop', 0, 'positive integer')])
 def test_config_check(field, value, message):
   with pytest.raises(UsageError, match=f'--{field}={value} .*{message}'):

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import own_lines
 
 from experiments import paper_numbers, runs, sweeps, tables
 from experiments.sweeps import Run
@@ -241,8 +242,9 @@ def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path):
                         (('--sweep=smoke', '--only=seed=9'), 'matches none')]:
     result = sweep_cli(tmp_path, *args)
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith('experiments.sweep: error: ') and message in result.stderr
+    lines = own_lines(result.stderr)
+    assert len(lines) == 1
+    assert lines[0].startswith('experiments.sweep: error: ') and message in lines[0]
 
 
 # The report ---------------------------------------------------------------------------------
@@ -360,7 +362,7 @@ def test_report_one_row_per_dataset_with_skew(tmp_path):
 def test_bad_report_input(tmp_path):
   result = report_cli(tmp_path)
   assert result.returncode == 2
-  assert 'holds no sweep.json' in result.stderr and len(result.stderr.splitlines()) == 1
+  assert 'holds no sweep.json' in result.stderr and len(own_lines(result.stderr)) == 1
   runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
   result = report_cli(tmp_path, '--compare=paper')
   assert result.returncode == 2 and 'sweep smoke, which has no table in the paper' in result.stderr

@@ -1,9 +1,12 @@
 """Wide ResNets, task-aware batch normalisation and the rotation task."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import tiny_config
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.rotation import RotationTask, rotate_batch
 from tfanom.errors import UsageError
@@ -174,16 +177,16 @@ def test_official_rotations_are_flips_and_transposes():
 
 def test_rotation_task_logits():
   model = build((8, 8, 1), depth=10, width=1, num_classes=3)
-  task = make_auxiliary_task('rotation')
-  assert isinstance(task, RotationTask) and make_auxiliary_task('none') is None
-  task.build(64)
+  task = make_auxiliary_task(tiny_config(aux='rotation'))
+  assert isinstance(task, RotationTask) and make_auxiliary_task(tiny_config(aux='none')) is None
+  task.build(model, (8, 8, 1))
   logits, labels = task.logits_and_labels(model, tf.random.uniform((5, 8, 8, 1)))
   assert logits.shape == (20, 4) and labels.shape == (20,)
   assert len(task.trainable_variables) == 2
   with pytest.raises(UsageError, match='--rotations=bogus'):
     RotationTask('bogus')
   with pytest.raises(UsageError, match='--aux=bogus'):
-    make_auxiliary_task('bogus')
+    make_auxiliary_task(dataclasses.replace(tiny_config(), aux='bogus'))
 
 
 def test_checkpoint_holds_every_model_variable(tmp_path):
