@@ -14,7 +14,8 @@ DATA_SUFFIXES = ('.npz', '.txt', '.json')
 # Import name -> the name its distribution has in requirements.txt.
 DISTRIBUTIONS = {'absl': 'absl-py', 'keras': 'keras', 'numpy': 'numpy', 'sklearn': 'scikit-learn',
                  'tensorflow': 'tensorflow', 'tensorflow_datasets': 'tensorflow-datasets',
-                 'matplotlib': 'matplotlib', 'pytest': 'pytest', 'hypothesis': 'hypothesis'}
+                 'matplotlib': 'matplotlib', 'pytest': 'pytest', 'hypothesis': 'hypothesis',
+                 'psutil': 'psutil'}
 
 
 def _target(path: pathlib.Path) -> str:

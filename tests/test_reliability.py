@@ -61,6 +61,7 @@ def _checkpoints(workdir):
 
 
 def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path):
+  # Two processes, one killed and resumed: equal metrics also show that --deterministic runs repeat.
   args = TINY + ['--epochs=2', '--final_window=2', '--checkpoint_every_steps=2', '--deterministic']
   reference = str(tmp_path / 'uninterrupted')
   assert _run(args + [f'--workdir={reference}'])[0] == 0
@@ -82,15 +83,6 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path):
   for key in ('accuracy', 'ap', 'final'):
     assert first[key] == second[key], key
   assert [h['train'] for h in first['history']] == [h['train'] for h in second['history']]
-
-
-def test_two_deterministic_runs_are_identical(tmp_path):
-  args = TINY + ['--epochs=1', '--final_window=1', '--deterministic']
-  runs = [_train(args + [f'--workdir={tmp_path / name}']) for name in ('a', 'b')]
-  for process in runs:
-    assert process.communicate(timeout=300) and process.returncode == 0
-  first, second = _results(tmp_path / 'a'), _results(tmp_path / 'b')
-  assert first['history'] == second['history']
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -182,22 +174,16 @@ def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path):
 BAD_COMMAND_LINES = [
     (['--dataset=imagenet1k'], '--dataset=imagenet1k is unknown'),
     (['--holdout=10'], '--holdout=10 is out of range'),
-    (['--holdout=-1'], '--holdout=-1 is out of range'),
     (['--holdout=zebra'], '--holdout=zebra is not a class'),
     (['--epochs=0'], '--epochs=0 must be a positive'),
-    (['--batch_size=-8'], '--batch_size=-8 must be a positive'),
     (['--batch_size=130'], '--batch_size=130 must be a multiple of 4'),
     (['--batch_size=4096'], '--batch_size=4096 is larger than'),
     (['--aux=jigsaw'], '--aux=jigsaw is unknown'),
-    (['--aux_norm=batch'], '--aux_norm=batch is unknown'),
-    (['--rotations=rot45'], '--rotations=rot45 is unknown'),
     (['--depth=12'], '--depth=12 is not a Wide ResNet depth'),
-    (['--dropout=1.5'], '--dropout=1.5 must be in [0, 1)'),
     (['--augment=mixup'], '--augment=mixup is unknown'),
     (['--strategy=multiworker'], 'needs the TF_CONFIG environment variable'),
     (['--dataset=cifar10', '--data_dir=/nonexistent/tfds'], 'tfds build cifar10'),
     (['--dataset=folder'], '--dataset=folder needs --data_dir'),
-    (['--checkpoint_every_steps=-1'], '--checkpoint_every_steps=-1 must be >= 0'),
 ]
 
 
