@@ -203,6 +203,19 @@ def test_subset_trains_and_evaluates_end_to_end(ilsvrc, tmp_path):
   assert saved['flags']['stem'] == 'imagenet_maxpool' and saved['flags']['crop_size'] == 32
 
 
+def test_subset_trains_with_cpc(ilsvrc, tmp_path):
+  # The maxpool stem shrinks patches fourfold: 32-pixel patches every 16 of a 64 crop, a 3x3 grid.
+  config = TrainConfig(dataset='imagenet_spider', holdout='tarantula', data_dir=str(ilsvrc),
+                       cache_dir=str(tmp_path / 'cache'), workdir=str(tmp_path / 'run'),
+                       image_size=72, crop_size=64, depth=10, width=1, epochs=1, batch_size=8,
+                       final_window=1, strategy='default', aux='cpc', cpc_patch_size=32,
+                       cpc_patch_stride=16, cpc_steps=2)
+  results = train_and_evaluate(config, log=lambda line: None)
+  assert results['aux'] == 'cpc' and results['num_anomalies'] == TEST_PER_MEMBER
+  assert np.isfinite(results['history'][0]['train']['aux_loss'])
+  assert 0 < results['ap']['msp'] <= 100 and 0 < results['ap']['odin'] <= 100
+
+
 def test_tfds_imagenet2012_is_filtered_by_label(tmp_path, monkeypatch):
   """TFDS's prepared imagenet2012 (mocked): members kept in Table 8's order, others dropped."""
   spider = imagenet.SUBSETS['spider']
