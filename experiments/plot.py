@@ -24,8 +24,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   import numpy as np  # pylint: disable=g-import-not-at-top
   from experiments import figures, runs, tables  # pylint: disable=g-import-not-at-top
-  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
-  try:
+  from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
+  with reported_as_one_line('experiments.plot'):
     if _ROOT.value is None:
       raise UsageError('--root is required: the directory given to experiments.sweep')
     _, sweep_runs = runs.load_definition(_ROOT.value)
@@ -34,9 +34,6 @@ def main(argv):
       os.makedirs(out, exist_ok=True)
     except OSError as error:
       raise UsageError(f'cannot write --out={out} ({error}): choose a writable directory') from None
-  except UsageError as error:
-    print(f'experiments.plot: error: {error}', file=sys.stderr)
-    sys.exit(2)
   states = [runs.run_state(_ROOT.value, run) for run in sweep_runs]
   labels = tables.variant_labels(states)
   groups = {}  # (dataset, holdout) -> states, in sweep order

@@ -23,17 +23,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   from experiments import paper_numbers, runs, tables  # pylint: disable=g-import-not-at-top
-  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
-  try:
+  from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
+  with reported_as_one_line('experiments.report'):
     if _ROOT.value is None:
       raise UsageError('--root is required: the directory given to experiments.sweep')
     sweep, sweep_runs = runs.load_definition(_ROOT.value)
     if _COMPARE.value and sweep not in paper_numbers.TABLES:
       raise UsageError(f'--compare=paper: {_ROOT.value} holds sweep {sweep}, which has no table '
                        f'in the paper; the paper has {", ".join(paper_numbers.TABLES)}')
-  except UsageError as error:
-    print(f'experiments.report: error: {error}', file=sys.stderr)
-    sys.exit(2)
   states = [runs.run_state(_ROOT.value, run) for run in sweep_runs]
   usable = {}
   for state in states:

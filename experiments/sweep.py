@@ -45,22 +45,19 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   # Imported after flag parsing: they import tfanom.train, whose flags must not be accepted here.
   from experiments import runner, runs, sweeps  # pylint: disable=g-import-not-at-top
-  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
-  try:
+  from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
+  with reported_as_one_line('experiments.sweep'):
     if _SWEEP.value is None or _ROOT.value is None:
       raise UsageError('--sweep and --root are required, e.g. --sweep=smoke --root=/tmp/smoke')
     if _PARALLEL.value < 1:
       raise UsageError(f'--parallel={_PARALLEL.value} must be a positive integer')
     all_runs = sweeps.expand(_SWEEP.value, sweeps.parse_overrides(_SET.value, _SWEEP.value))
     chosen = sweeps.select(all_runs, _ONLY.value) if _ONLY.value else all_runs
-    runs.record_definition(_ROOT.value, _SWEEP.value, all_runs)
-  except UsageError as error:
-    print(f'experiments.sweep: error: {error}', file=sys.stderr)
-    sys.exit(2)
-  except OSError as error:
-    print(f'experiments.sweep: error: cannot write --root={_ROOT.value} ({error}): choose a '
-          'writable directory', file=sys.stderr)
-    sys.exit(2)
+    try:
+      runs.record_definition(_ROOT.value, _SWEEP.value, all_runs)
+    except OSError as error:
+      raise UsageError(f'cannot write --root={_ROOT.value} ({error}): choose a writable '
+                       'directory') from None
 
   states = [runs.run_state(_ROOT.value, run) for run in chosen]
   for state in states:

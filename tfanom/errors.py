@@ -1,5 +1,18 @@
 """The one exception type that entry points turn into a one-line message and a non-zero exit."""
 
+import contextlib
+import sys
+
 
 class UsageError(Exception):
   """A problem the user can fix: the message names it and says how."""
+
+
+@contextlib.contextmanager
+def reported_as_one_line(program: str):
+  """Turns a UsageError raised inside into `program: error: message` on stderr and exit status 2."""
+  try:
+    yield
+  except UsageError as error:
+    print(f'{program}: error: {error}', file=sys.stderr)
+    sys.exit(2)

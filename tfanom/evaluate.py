@@ -11,7 +11,6 @@ knn and, for models with a rotation head, rotation; all are higher for more anom
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -40,18 +39,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
-  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
+  from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
   from tfanom.evaluation import EvalConfig, evaluate  # pylint: disable=g-import-not-at-top
   config = EvalConfig(
       workdir=_WORKDIR.value, export_dir=_EXPORT_DIR.value, scores=tuple(_SCORES.value),
       data_dir=_DATA_DIR.value, batch_size=_BATCH_SIZE.value,
       odin_temperature=_ODIN_TEMPERATURE.value, odin_epsilon=_ODIN_EPSILON.value,
       knn_k=_KNN_K.value)
-  try:
+  with reported_as_one_line('tfanom.evaluate'):
     evaluate(config, log=lambda line: print(line, flush=True))
-  except UsageError as error:
-    print(f'tfanom.evaluate: error: {error}', file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,6 @@ Serving".
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -34,16 +33,13 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
   from tfanom.checkpoints import load_run  # pylint: disable=g-import-not-at-top
-  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
+  from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
   from tfanom.serving import check_export_dir, export  # pylint: disable=g-import-not-at-top
-  try:
+  with reported_as_one_line('tfanom.export'):
     check_export_dir(_EXPORT_DIR.value, _OVERWRITE.value)
     run = load_run(_WORKDIR.value, _DATA_DIR.value)
     path = export(run, _EXPORT_DIR.value, _OVERWRITE.value, _ODIN_TEMPERATURE.value,
                   _ODIN_EPSILON.value)
-  except UsageError as error:
-    print(f'tfanom.export: error: {error}', file=sys.stderr)
-    sys.exit(2)
   print(f'exported {run.checkpoint} (anomaly = class {run.split.holdout_index} '
         f'({run.split.holdout_name})) to {path}: signatures serving_default, odin')
 

@@ -120,26 +120,25 @@ def main(argv):
   # TensorFlow's own INFO lines (one per checkpoint save) would drown the progress lines.
   logging.set_verbosity(logging.WARNING)
   from tfanom import training  # pylint: disable=g-import-not-at-top
-  from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
+  from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
   from tfanom.trials import run_trials  # pylint: disable=g-import-not-at-top
   # Schedulers send SIGTERM before they kill: finish the current traced call, save, and stop.
   terminate = threading.Event()
   signal.signal(signal.SIGTERM, lambda *_: terminate.set())
   log = lambda line: print(line, flush=True)  # noqa: E731
-  try:
-    if _TRIALS.value is None:
-      training.train_and_evaluate(config_from_flags(), log=log, stop_requested=terminate.is_set)
-    else:
-      run_trials(config_from_flags(), _TRIALS.value, log=log, stop_requested=terminate.is_set)
-  except training.Preempted as stop:
-    print(f'tfanom.train: SIGTERM: {stop}', file=sys.stderr)
-    sys.exit(128 + signal.SIGTERM)
-  except training.TrainingDiverged as error:
-    print(f'tfanom.train: error: {error}', file=sys.stderr)
-    sys.exit(1)
-  except UsageError as error:
-    print(f'tfanom.train: error: {error}', file=sys.stderr)
-    sys.exit(2)
+  with reported_as_one_line('tfanom.train'):
+    try:
+      if _TRIALS.value is None:
+        training.train_and_evaluate(config_from_flags(), log=log, stop_requested=terminate.is_set)
+      else:
+        run_trials(config_from_flags(), _TRIALS.value, log=log, stop_requested=terminate.is_set)
+    except training.Preempted as stop:
+      print(f'tfanom.train: SIGTERM: {stop}', file=sys.stderr)
+      sys.exit(128 + signal.SIGTERM)
+    except training.TrainingDiverged as error:
+      # A run that failed, not a command line to fix: exit status 1.
+      print(f'tfanom.train: error: {error}', file=sys.stderr)
+      sys.exit(1)
 
 
 if __name__ == '__main__':

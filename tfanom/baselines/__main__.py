@@ -5,14 +5,13 @@ r"""Scores a dataset's test split with one of Appendix C's trivial baselines (no
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app, flags  # noqa: E402
 
 from tfanom.baselines import METHODS, BaselineConfig, run_baseline  # noqa: E402
-from tfanom.errors import UsageError  # noqa: E402
+from tfanom.errors import reported_as_one_line  # noqa: E402
 
 _DATASET = flags.DEFINE_string('dataset', 'cifar10', 'Any dataset of tfanom.train.')
 _HOLDOUT = flags.DEFINE_string('holdout', 'all', 'The anomaly class (index, name or WordNet id), '
@@ -33,11 +32,8 @@ def main(argv):
       dataset=_DATASET.value, holdout=_HOLDOUT.value, method=_METHOD.value,
       data_dir=_DATA_DIR.value, image_size=_IMAGE_SIZE.value, members=tuple(_MEMBERS.value or ()),
       cache_dir=_CACHE_DIR.value, workdir=_WORKDIR.value)
-  try:
+  with reported_as_one_line('tfanom.baselines'):
     run_baseline(config, log=lambda line: print(line, flush=True))
-  except UsageError as error:
-    print(f'tfanom.baselines: error: {error}', file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == '__main__':
