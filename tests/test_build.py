@@ -9,7 +9,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LIBRARY_DIRS = ('tfanom', 'experiments')
+LIBRARY_DIRS = ('tfanom', 'experiments', 'benchmarks')
 DATA_SUFFIXES = ('.npz', '.txt', '.json')
 # Import name -> the name its distribution has in requirements.txt.
 DISTRIBUTIONS = {'absl': 'absl-py', 'keras': 'keras', 'numpy': 'numpy', 'sklearn': 'scikit-learn',
