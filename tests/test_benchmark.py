@@ -17,7 +17,7 @@ FIGURES = (
     'our AP / scikit-learn AP',
     'training FLOP/s / peak matmul FLOP/s',
     'minimal Keras step FLOP/s / peak matmul FLOP/s',
-    'pipeline RSS growth / training array size',
+    'hold-out split + pipeline RSS growth / training array size',
     'digits run peak RSS / 1 GiB',
 )
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -222,6 +222,21 @@ def test_pipeline_refuses_bad_settings(split):
     InputPipeline(split, batch_size=1000)
 
 
+def test_pipeline_shares_the_split_arrays(source):
+  split = make_holdout(source, 'cat')  # its own: the module's split must stay intact
+  pipeline = InputPipeline(split, batch_size=16, augment='none')
+  split.train.images[:] = 0
+  assert not any(batch['image'].any() for batch in batches(pipeline.train_dataset(0)))
+
+
+def test_hold_out_split_and_pipeline_copy_the_training_set_once():
+  # The benchmark's measurement, at a size where a copy of the set (100 MiB) dwarfs the noise.
+  from benchmarks.suite import memory_growth
+  split_growth, pipeline_growth = memory_growth(100)
+  assert split_growth == pytest.approx(0.9, abs=0.05)
+  assert pipeline_growth < 0.3
+
+
 def random_images(shape=(32, 9, 11, 2), seed=0):
   # Values 1..255 in random order: a crop position is identified by its contents.
   return np.random.default_rng(seed).integers(1, 256, shape, dtype=np.uint8)

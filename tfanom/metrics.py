@@ -21,18 +21,18 @@ def _curve(is_anomaly, scores):
   """Cumulative (tp, fp) counts from the infinite threshold, (0, 0), to the lowest score, (P, N)."""
   labels = _flat(is_anomaly)
   scores = _flat(scores)
-  order = tf.argsort(scores, direction='DESCENDING')
-  scores = tf.gather(scores, order)
-  labels = tf.gather(labels, order)
-  tp = tf.cumsum(labels)
-  fp = tf.cumsum(1.0 - labels)
+  # top_k is what argsort runs anyway; taking its sorted values as well saves a gather.
+  scores, order = tf.math.top_k(scores, k=tf.size(scores), sorted=True)
+  tp = tf.cumsum(tf.gather(labels, order))
   # A threshold admits a whole group of tied scores at once, so only the counts after the last
   # member of each group are points of the curve; `scores[:1]` keeps empty inputs well-formed.
   group_end = tf.concat([tf.not_equal(scores[1:], scores[:-1]),
                          tf.ones_like(scores[:1], tf.bool)], 0)
+  admitted = tf.reshape(tf.where(group_end), [-1])
+  tp = tf.gather(tp, admitted)
+  fp = tf.cast(admitted + 1, tf.float64) - tp
   origin = tf.zeros([1], tf.float64)
-  return (tf.concat([origin, tf.boolean_mask(tp, group_end)], 0),
-          tf.concat([origin, tf.boolean_mask(fp, group_end)], 0))
+  return tf.concat([origin, tp], 0), tf.concat([origin, fp], 0)
 
 
 def _ap(tp, fp):

@@ -158,6 +158,8 @@ class Trainer:
   # Steps ---------------------------------------------------------------------------------------
 
   def _decay(self, variables):
+    if not self.config.weight_decay:
+      return 0.0  # a zero times the L2 terms would still be computed, forward and backward
     kernels = weight_decay_variables(variables)
     penalty = self.config.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
     return tf.nn.scale_regularization_loss(penalty)

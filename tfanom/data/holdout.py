@@ -66,20 +66,19 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
   set's anomalies, so AP can be tuned without ever touching the test set.
   """
   index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
-  train, evaluation = source.train, source.test
+  evaluation = source.test
+  keep = source.train.labels != index
   if validation:
-    held = stratified_mask(train.labels, VALIDATION_FRACTION, seed)
-    train, evaluation = (LabelledImages(train.images[~held], train.labels[~held]),
-                         LabelledImages(train.images[held], train.labels[held]))
-  keep = train.labels != index
-  train_images = train.images[keep]
-  mean, std = channel_statistics(train_images)
+    held = stratified_mask(source.train.labels, VALIDATION_FRACTION, seed)
+    evaluation, keep = source.train.select(held), keep & ~held
+  train = source.train.select(keep)
+  mean, std = channel_statistics(train.images)
   return HoldoutSplit(
       dataset=source.name,
       holdout_index=index,
       holdout_name=source.class_names[index],
       known_class_names=tuple(n for i, n in enumerate(source.class_names) if i != index),
-      train=LabelledImages(train_images, relabel(train.labels[keep], index)),
+      train=LabelledImages(train.images, relabel(train.labels, index)),
       evaluation=LabelledImages(evaluation.images, relabel(evaluation.labels, index)),
       mean=mean,
       std=std)

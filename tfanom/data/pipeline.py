@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfanom.data.holdout import HoldoutSplit
+from tfanom.data.sources import aligned_empty, TENSOR_ALIGNMENT
 from tfanom.errors import UsageError
 
 CROP_PADDING = 4
@@ -23,6 +24,22 @@ MASK_REGION_FRACTION = 21 / 32
 def to_unit_range(images):
   """uint8 pixels to float32 in [0, 1], the space the model (and ODIN's step) works in."""
   return tf.cast(images, tf.float32) / 255.0
+
+
+def shared_tensor(array: np.ndarray) -> tf.Tensor:
+  """A CPU tensor over `array`'s memory, which it keeps alive; later writes to `array` show in it.
+
+  `tf.convert_to_tensor` copies an array and, on the way, briefly holds a second copy whose pages
+  the allocator keeps: three times a training set's memory in all. DLPack shares the buffer
+  instead. An array TensorFlow cannot share (unaligned, strided or read-only, as a memmap) is
+  copied once, into an aligned buffer.
+  """
+  if not (array.flags.c_contiguous and array.flags.writeable
+          and array.ctypes.data % TENSOR_ALIGNMENT == 0):
+    copy = aligned_empty(array.shape, array.dtype)
+    copy[...] = array
+    array = copy
+  return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
 
 
 def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
@@ -118,11 +135,11 @@ class InputPipeline:
     self.seed = seed
     # Masked pixels take the training mean, which the model's normalisation maps to zero.
     self._mask_fill = tf.constant(np.round(split.mean * 255.0), tf.uint8)
-    # The only copy of the training arrays that TensorFlow holds; batches are gathered from it.
-    self._train_images = tf.convert_to_tensor(split.train.images)
-    self._train_labels = tf.convert_to_tensor(split.train.labels)
-    self._eval_images = tf.convert_to_tensor(split.evaluation.images)
-    self._eval_labels = tf.convert_to_tensor(split.evaluation.labels)
+    # Batches are gathered from the split's own arrays, not from copies of them.
+    self._train_images = shared_tensor(split.train.images)
+    self._train_labels = shared_tensor(split.train.labels)
+    self._eval_images = shared_tensor(split.evaluation.images)
+    self._eval_labels = shared_tensor(split.evaluation.labels)
 
   def _batched_permutation(self, epoch, stream, batch_size, start_step):
     order = np.random.default_rng([self.seed, epoch, stream]).permutation(self.num_train)
@@ -148,8 +165,8 @@ class InputPipeline:
       return batch
 
     dataset = tf.data.Dataset.from_tensor_slices((steps, indices))
-    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return _shared(dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                               deterministic=True).prefetch(tf.data.AUTOTUNE))
 
   def _augment(self, images, seed):
     if self.augment == 'none':
@@ -169,4 +186,16 @@ class InputPipeline:
     if self.crop_size:
       dataset = dataset.map(lambda batch: dict(batch, image=center_crop(batch['image'],
                                                                           self.crop_size)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _shared(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def _shared(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """`dataset` without tf.data's static graph rewrites.
+
+  A rewrite serialises the dataset's graph and copies every captured tensor (here the whole
+  training set) into it. This pipeline is already parallel and prefetched, so the default rewrites
+  have nothing to add; autotuning, which is not a rewrite, stays on.
+  """
+  options = tf.data.Options()
+  options.experimental_optimization.apply_default_optimizations = False
+  return dataset.with_options(options)

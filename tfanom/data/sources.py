@@ -18,6 +18,19 @@ from tfanom.errors import UsageError
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 
+# TensorFlow can use a buffer in place only at this alignment (Eigen's, with AVX-512).
+TENSOR_ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+  """An uninitialised C-contiguous array whose buffer TensorFlow can share without a copy."""
+  dtype = np.dtype(dtype)
+  size = int(np.prod(shape)) * dtype.itemsize
+  raw = np.empty(size + TENSOR_ALIGNMENT, np.uint8)
+  start = -raw.ctypes.data % TENSOR_ALIGNMENT
+  return raw[start:start + size].view(dtype).reshape(shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelledImages:
   images: np.ndarray  # uint8 [N, H, W, C]
@@ -25,6 +38,20 @@ class LabelledImages:
 
   def __len__(self):
     return len(self.labels)
+
+  def select(self, mask: np.ndarray) -> 'LabelledImages':
+    """The examples where `mask` is true, copied into aligned arrays.
+
+    This is the one copy of the training images a run makes: the input pipeline shares these
+    buffers with TensorFlow instead of copying them again (`pipeline.shared_tensor`).
+    """
+    indices = np.flatnonzero(mask)
+    images = aligned_empty((len(indices), *self.images.shape[1:]), self.images.dtype)
+    # mode='clip' writes straight into `out`; the default mode first fills a temporary copy.
+    np.take(self.images, indices, axis=0, out=images, mode='clip')
+    labels = aligned_empty(len(indices), self.labels.dtype)
+    np.take(self.labels, indices, out=labels, mode='clip')
+    return LabelledImages(images, labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +87,8 @@ def load_digits() -> Source:
   return Source(
       name='digits',
       class_names=tuple(str(d) for d in range(10)),
-      train=LabelledImages(images[~test_mask], labels[~test_mask]),
-      test=LabelledImages(images[test_mask], labels[test_mask]))
+      train=LabelledImages(images, labels).select(~test_mask),
+      test=LabelledImages(images, labels).select(test_mask))
 
 
 def stratified_mask(labels, fraction, seed):
