@@ -15,7 +15,7 @@ from tfanom.config import TrainConfig
 from tfanom.data.holdout import make_holdout
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.training import Trainer
+from tfanom.training import make_strategy, Trainer
 
 SPLIT = make_holdout(load_source('digits'), 0)
 
@@ -61,3 +61,11 @@ def test_fast_paths_train_and_score_like_float32(reference, overrides, score_tol
 def test_unknown_precision_is_a_usage_error():
   with pytest.raises(UsageError, match='--mixed_precision=float8'):
     TrainConfig(mixed_precision='float8').resolved()
+
+
+def test_xla_refuses_replicas_on_split_cpus():
+  # XLA compiles for one CPU device; keras.Model.fit(jit_compile=True) fails the same way there.
+  config = TrainConfig(dataset='digits', depth=10, width=1, strategy='mirrored',
+                       xla=True).resolved()
+  with pytest.raises(UsageError, match='--xla cannot compile for 2 replicas on CPU devices'):
+    Trainer(config, SPLIT, make_strategy('mirrored'), log=lambda *_: None)

@@ -103,6 +103,12 @@ class Trainer:
   def __init__(self, config: TrainConfig, split: HoldoutSplit, strategy: tf.distribute.Strategy,
                checkpoint_dir: str | None = None, log=print, summary_dir: str | None = None):
     self.config, self.split, self.strategy, self.log = config, split, strategy, log
+    if config.xla and strategy.num_replicas_in_sync > 1:
+      local_devices = strategy.extended.worker_devices
+      if len(local_devices) > 1 and any('CPU' in device for device in local_devices):
+        # XLA compiles for one CPU device and cannot reach the other replicas' variables.
+        raise UsageError(f'--xla cannot compile for {len(local_devices)} replicas on CPU '
+                         'devices: use --strategy=default on CPUs, or run on GPUs')
     # Before any layer exists: Keras initialisers draw their seeds when they are constructed.
     keras.utils.set_random_seed(config.seed)
     self.summary_dir = summary_dir
