@@ -190,12 +190,16 @@ class InputPipeline:
 
 
 def _shared(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  """`dataset` without tf.data's static graph rewrites.
+  """`dataset` without tf.data's static graph rewrites and without its autotuning model.
 
   A rewrite serialises the dataset's graph and copies every captured tensor (here the whole
-  training set) into it. This pipeline is already parallel and prefetched, so the default rewrites
-  have nothing to add; autotuning, which is not a rewrite, stays on.
+  training set) into it; this pipeline is already parallel and prefetched, so the default rewrites
+  have nothing to add. The autotuning model made deleting an iterator after a training epoch wait
+  about 4.5 s in half of the epochs (measured on 2 cores: WRN-16-2 epochs of 6 s, and every epoch
+  ends with a deleted iterator). Without it, AUTOTUNE parallelism is the number of cores and the
+  prefetch buffer still grows as needed.
   """
   options = tf.data.Options()
   options.experimental_optimization.apply_default_optimizations = False
+  options.autotune.enabled = False
   return dataset.with_options(options)
