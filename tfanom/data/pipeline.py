@@ -165,8 +165,8 @@ class InputPipeline:
       return batch
 
     dataset = tf.data.Dataset.from_tensor_slices((steps, indices))
-    return _shared(dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                               deterministic=True).prefetch(tf.data.AUTOTUNE))
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _without_rewrites_or_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
   def _augment(self, images, seed):
     if self.augment == 'none':
@@ -186,10 +186,10 @@ class InputPipeline:
     if self.crop_size:
       dataset = dataset.map(lambda batch: dict(batch, image=center_crop(batch['image'],
                                                                           self.crop_size)))
-    return _shared(dataset.prefetch(tf.data.AUTOTUNE))
+    return _without_rewrites_or_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
 
-def _shared(dataset: tf.data.Dataset) -> tf.data.Dataset:
+def _without_rewrites_or_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
   """`dataset` without tf.data's static graph rewrites and without its autotuning model.
 
   A rewrite serialises the dataset's graph and copies every captured tensor (here the whole
