@@ -154,19 +154,22 @@ class InputPipeline:
     if self.aux_batch_size:
       indices['aux'] = self._batched_permutation(epoch, 1, self.aux_batch_size, start_step)
     epoch_seed = np.int64(self.seed) * 1_000_003 + epoch
-
-    def gather(step, batch_indices):
-      image = self._augment(tf.gather(self._train_images, batch_indices['cls']),
-                            tf.stack([epoch_seed, step]))
-      batch = {'image': image, 'label': tf.gather(self._train_labels, batch_indices['cls'])}
-      if 'aux' in batch_indices:
-        batch['aux_image'] = center_crop(tf.gather(self._train_images, batch_indices['aux']),
-                                         self.crop_size)
-      return batch
-
-    dataset = tf.data.Dataset.from_tensor_slices((steps, indices))
-    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = tf.data.Dataset.from_tensor_slices((steps, indices)).map(
+        lambda step, batch_indices: self._training_batch(tf.stack([epoch_seed, step]),
+                                                         batch_indices),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _without_rewrites_or_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
+
+  @tf.function
+  def _training_batch(self, seed, batch_indices):
+    # A tf.function, traced once per pipeline: tf.data traces what it maps for every dataset, and
+    # every epoch is a new dataset, so the map only calls this graph (saves ~0.05 s an epoch).
+    image = self._augment(tf.gather(self._train_images, batch_indices['cls']), seed)
+    batch = {'image': image, 'label': tf.gather(self._train_labels, batch_indices['cls'])}
+    if 'aux' in batch_indices:
+      batch['aux_image'] = center_crop(tf.gather(self._train_images, batch_indices['aux']),
+                                       self.crop_size)
+    return batch
 
   def _augment(self, images, seed):
     if self.augment == 'none':
