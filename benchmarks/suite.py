@@ -27,13 +27,13 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: E402
 
-from tfanom import metrics, scoring  # noqa: E402
+from tfanom.anomaly import metrics, scores  # noqa: E402
 from tfanom.config import TrainConfig  # noqa: E402
+from tfanom.data.arrays import LabelledImages  # noqa: E402
 from tfanom.data.holdout import channel_statistics, HoldoutSplit  # noqa: E402
 from tfanom.data.pipeline import InputPipeline, to_unit_range  # noqa: E402
-from tfanom.data.sources import LabelledImages  # noqa: E402
-from tfanom.models import build_wide_resnet  # noqa: E402
-from tfanom.training import Trainer, wrn_config  # noqa: E402
+from tfanom.models import build_model  # noqa: E402
+from tfanom.training.loop import Trainer  # noqa: E402
 
 _QUICK = flags.DEFINE_bool('quick', False, 'Tiny sizes, for tests: every figure, no meaningful '
                            'timing.')
@@ -112,8 +112,8 @@ def loop_and_fit_seconds(trainer: Trainer, sizes: Sizes, split, rounds: int = 3)
   and data (SGD-Nesterov, sparse cross-entropy): each the fastest of `rounds` epochs after the
   first, which traces. The two take turns, so that a slow spell of the machine hits both."""
   pipeline = InputPipeline(split, sizes.batch, 0, 'crop_flip')
-  model = build_wide_resnet(wrn_config(trainer_config(sizes), split.num_classes), (32, 32, 3),
-                            split.mean, split.std)
+  model = build_model(trainer_config(sizes), split.num_classes, (32, 32, 3), split.mean,
+                      split.std)
   model.compile(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 steps_per_execution=sizes.steps)
@@ -170,8 +170,8 @@ def peak_matmul_flops(n: int) -> tuple[float, float]:
 
 def minimal_step_seconds(sizes: Sizes, split) -> float:
   """Seconds per step of the smallest hand-written Keras training step on one constant batch."""
-  model = build_wide_resnet(wrn_config(trainer_config(sizes), split.num_classes), (32, 32, 3),
-                            split.mean, split.std)
+  model = build_model(trainer_config(sizes), split.num_classes, (32, 32, 3), split.mean,
+                      split.std)
   optimizer = keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)
   optimizer.build(model.trainable_variables)
   images = tf.constant(split.train.images[:sizes.batch], tf.float32) / 255.0
@@ -196,8 +196,8 @@ def minimal_step_seconds(sizes: Sizes, split) -> float:
 def scoring_seconds(trainer: Trainer, split, batch: int) -> tuple[float, float]:
   """Seconds to score the evaluation images with MSP and with ODIN (graph functions, warmed)."""
   model = trainer.model
-  msp = tf.function(lambda x: scoring.msp(model(to_unit_range(x), training=False)))
-  odin = tf.function(lambda x: scoring.odin(lambda y: model(y, training=False),
+  msp = tf.function(lambda x: scores.msp(model(to_unit_range(x), training=False)))
+  odin = tf.function(lambda x: scores.odin(lambda y: model(y, training=False),
                                             to_unit_range(x)))
   batches = [tf.constant(split.evaluation.images[i:i + batch])
              for i in range(0, len(split.evaluation.images), batch)]
@@ -236,7 +236,7 @@ PIPELINE_MEMORY = """
 import gc, sys, numpy as np, psutil
 from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline
-from tfanom.data.sources import LabelledImages, Source
+from tfanom.data.arrays import LabelledImages, Source
 import tensorflow as tf
 count = int(sys.argv[1]) * 2**20 // (32 * 32 * 3)
 images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)

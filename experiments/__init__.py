@@ -4,5 +4,5 @@
   python -m experiments.report --root=DIR --compare=paper              # its table, and the paper's
   python -m experiments.plot --root=DIR                                # PR and training curves
 
-See the README, "Reproducing the paper's tables".
+See docs/reproducing.md.
 """

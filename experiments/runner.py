@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from experiments.runs import RunState
+from experiments.sweep_root import RunState
 from experiments.sweeps import Run, format_value
 
 POLL_SECONDS = 0.5

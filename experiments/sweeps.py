@@ -8,9 +8,9 @@ A run's workdir under the sweep root is named by the settings that tell runs apa
 
 import dataclasses
 
-from absl import flags
-
+from tfanom.config import parse_setting, setting_kinds
 from tfanom.errors import UsageError
+from tfanom.workdir import run_path
 
 SEEDS = (0, 1, 2)  # the paper reports mean ± std over 3 trials
 AUXES = ('none', 'rotation')  # the classification-only and rotation-augmented columns
@@ -75,14 +75,7 @@ SWEEPS = {'table3': table3, 'table4': table4, 'table5': table5, 'table6': table6
 
 
 def run_workdir(settings: dict) -> str:
-  return (f'{settings["dataset"]}/holdout{settings["holdout"]}/{settings["aux"]}/'
-          f'seed{settings["seed"]}')
-
-
-def trainer_flags() -> dict:
-  """The flags of `tfanom.train`, by name: the keys a sweep may set and how to parse them."""
-  import tfanom.train  # pylint: disable=g-import-not-at-top  # defines its flags on import
-  return {flag.name: flag for flag in flags.FLAGS.get_flags_for_module(tfanom.train)}
+  return run_path(settings['dataset'], settings['holdout'], settings['aux'], settings['seed'])
 
 
 def parse_assignments(items, option: str) -> list[tuple[str, str]]:
@@ -105,7 +98,7 @@ def sweep_settings(sweep: str) -> list[dict]:
 
 def parse_overrides(items, sweep: str) -> dict:
   """`--set` items as typed `tfanom.train` flag values, checked against the sweep's runs."""
-  known = trainer_flags()
+  known = setting_kinds()
   varying = _varying_keys(sweep_settings(sweep))
   overrides = {}
   for key, text in parse_assignments(items, 'set'):
@@ -118,8 +111,8 @@ def parse_overrides(items, sweep: str) -> dict:
       raise UsageError(f'--set={key}={text}: {key} varies across the runs of {sweep}; select '
                        f'runs with --only={key}={text} instead')
     try:
-      overrides[key] = known[key].parser.parse(text)
-    except ValueError as error:
+      overrides[key] = parse_setting(key, text)
+    except UsageError as error:
       raise UsageError(f'--set={key}={text}: {error}') from None
   return overrides
 
@@ -154,6 +147,8 @@ def format_value(value) -> str:
   """A setting as written on a command line."""
   if isinstance(value, bool):
     return 'true' if value else 'false'
+  if isinstance(value, (list, tuple)):
+    return ','.join(format_value(item) for item in value)
   return str(value)
 
 

@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 from experiments import paper_numbers
-from experiments.runs import RunState
+from experiments.sweep_root import RunState
 from experiments.sweeps import RUN_KEYS, format_value
 
 METRICS = (('msp', 'MSP'), ('odin', 'ODIN'), ('accuracy', 'Accuracy'))

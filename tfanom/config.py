@@ -1,13 +1,21 @@
-"""Typed training configuration and the paper's per-dataset defaults.
+"""Typed training configuration: every setting of a run, declared once, and the paper's defaults.
 
-Entry points turn flags into a `TrainConfig`; a flag left unset (None) takes its dataset's default.
+Each `TrainConfig` field carries its help text (and whether a resumed run may change it) as field
+metadata. `tfanom.cli.flags` turns the fields into the flags of `tfanom.train`, the sweeps check
+their `--set` overrides with `parse_setting`, and `config.json` is `TrainConfig.to_dict()`: a field
+added here appears in all three without being written anywhere else.
+
+A field left unset (None) takes its dataset's default (`DATASET_DEFAULTS`) in `resolved()`.
 """
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 
-from tfanom.data.imagenet import SUBSETS as IMAGENET_SUBSETS
+from tfanom.data.subsets import SUBSETS as IMAGENET_SUBSETS
 from tfanom.errors import UsageError
-from tfanom.precision import check_precision
 
 # Fields a flag may leave to the dataset; every other field has one default for all datasets.
 DATASET_DEFAULTS = {
@@ -30,7 +38,7 @@ DATASET_DEFAULTS = {
     # tunes lambda to "a mix of 0.5 and 1.0" without saying which subset got which; 0.5 it is.
     # The stem is the official code's (7x7/2 convolution, 3x3/2 max pooling), which the published
     # numbers were most likely run with; --stem=imagenet_avgpool is the paper's text (see
-    # the README, "Benchmarks").
+    # docs/protocol.md, "The ImageNet subsets").
     **{f'imagenet_{subset}': dict(depth=28, width=4, dropout=0.0, epochs=200, batch_size=64,
                                   aux_weight=0.5, augment='crop_flip', extra_groups=1,
                                   stem='imagenet_maxpool', image_size=256, crop_size=224)
@@ -40,62 +48,108 @@ DATASET_DEFAULTS = {
 STRATEGIES = ('mirrored', 'default', 'onedevice', 'multiworker', 'tpu')
 AUX_NORMS = ('protected', 'shared', 'conditional')
 PADDINGS = ('zeros', 'reflect')
+PRECISIONS = ('float32', 'bfloat16', 'float16')
+
+
+def check_precision(name: str) -> None:
+  if name not in PRECISIONS:
+    raise UsageError(f'--mixed_precision={name} is unknown: choose one of {", ".join(PRECISIONS)}')
+
+
+def setting(default, doc: str, resumable: bool = False, aliases=(), required=False):
+  """A config field: its default, its flag's help text `doc`, and (TrainConfig) whether a resumed run
+  may change it (`resumable`: it does not change what the run computes, e.g. where the data
+  lives). `required`: the command line must give it (its default is None)."""
+  return dataclasses.field(default=default,
+                           metadata=dict(help=doc, resumable=resumable, aliases=tuple(aliases),
+                                         required=required))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  dataset: str = 'digits'
-  holdout: str = '0'
-  data_dir: str | None = None
-  # Side of the decoded square images (folder and ImageNet datasets), and of the crops taken from
-  # them (random in training, central in evaluation); no crop_size: pad-and-crop at full size.
-  image_size: int | None = None
-  crop_size: int | None = None
-  members: tuple[str, ...] = ()  # WordNet ids of --dataset=imagenet_subset
-  cache_dir: str | None = None  # decoded ImageNet images; default <data_dir>/tfanom_cache
-  skip_corrupt: bool = False  # drop unreadable image files (folder, ImageNet) instead of failing
-  workdir: str | None = None
-  aux: str = 'rotation'
-  # Unset: 'conditional' for cpc (Appendix B), 'protected' otherwise.
-  aux_norm: str | None = None
-  rotations: str = 'rot90'
-  aux_weight: float | None = None  # lambda; unset: the dataset's, or 10 for cpc (Appendix B)
-  # Images per auxiliary step; unset: batch/4 for rotation (each rotated four ways), batch/2 for
-  # cpc (32 beside ImageNet's 64, as in Appendix B).
-  aux_batch_size: int | None = None
-  # CPC's grid of patches; unset: patches a quarter of the image side, overlapping by half.
-  cpc_patch_size: int | None = None
-  cpc_patch_stride: int | None = None
-  cpc_steps: int = 3  # rows ahead predicted, one linear head each
-  padding: str | None = None  # of every convolution; unset: 'reflect' for cpc, 'zeros' otherwise
-  epochs: int | None = None
-  batch_size: int | None = None
-  depth: int | None = None
-  width: int | None = None
-  dropout: float | None = None
-  extra_groups: int | None = None
-  stem: str | None = None
-  augment: str | None = None
-  learning_rate: float = 0.1
+  """One hold-out run. Flags of `python -m tfanom.train` are these fields, with these help texts."""
+  dataset: str = setting('digits', f'One of {", ".join(DATASET_DEFAULTS)}.')
+  holdout: str = setting('0', 'The anomaly class: an index, a class name or (ImageNet) a WordNet '
+                         'id.')
+  data_dir: str | None = setting(None, 'TFDS data dir, the root of an image folder, or '
+                                 'ILSVRC2012 (train/<wnid>/, val/<wnid>/).', resumable=True)
+  image_size: int | None = setting(None, 'Side of the decoded square images of folder (32) and '
+                                   'ImageNet (256) datasets.')
+  crop_size: int | None = setting(None, 'Side of the crops the network sees (random in training, '
+                                  'central in evaluation); ImageNet default 224; unset elsewhere: '
+                                  'pad-and-crop at full size.')
+  members: tuple[str, ...] = setting((), 'WordNet ids of the classes of --dataset=imagenet_subset.')
+  cache_dir: str | None = setting(None, 'Where decoded ImageNet images are cached; default '
+                                  '<data_dir>/tfanom_cache.', resumable=True)
+  skip_corrupt: bool = setting(False, 'Skip unreadable image files (folder, ImageNet) and report '
+                               'how many, instead of stopping.')
+  workdir: str | None = setting(None, 'Checkpoints and results.json; default '
+                                'runs/<dataset>/holdout<h>/<aux>/seed<seed>.', resumable=True)
+  aux: str = setting('rotation', 'Auxiliary task: rotation, cpc (contrastive predictive coding, '
+                     'Appendix B), or none.')
+  aux_norm: str | None = setting(
+      None, 'Batch norm in the auxiliary step: protected (batch statistics, moving statistics '
+      'untouched; default), shared (the official code), conditional (per task; default for cpc).')
+  rotations: str = setting('rot90', 'rot90 (the paper) or official (flips and transposes, as the '
+                           'official code).')
+  aux_weight: float | None = setting(None, 'lambda, the auxiliary loss weight; default per '
+                                     'dataset, 10 for cpc (Appendix B).',
+                                     aliases=('rotation_weight',))
+  aux_batch_size: int | None = setting(None, 'Images per auxiliary step; default batch/4 for '
+                                       'rotation (each rotated four ways), batch/2 for cpc (32 '
+                                       'beside ImageNet\'s 64, as in Appendix B).')
+  cpc_patch_size: int | None = setting(None, 'Side of CPC\'s patches; default a quarter of the '
+                                       'image side.')
+  cpc_patch_stride: int | None = setting(None, 'Step between CPC\'s patches; default half the '
+                                         'patch size.')
+  cpc_steps: int = setting(3, 'Rows of patches CPC predicts ahead, one linear head each.')
+  padding: str | None = setting(None, 'Padding of every convolution: zeros, or reflect (default '
+                                'for cpc).')
+  epochs: int | None = setting(None, 'Training epochs; default per dataset.')
+  batch_size: int | None = setting(None, 'Global batch; default per dataset.')
+  depth: int | None = setting(None, 'WRN depth (6n+4); default per dataset.')
+  width: int | None = setting(None, 'WRN widening factor; default per dataset.')
+  dropout: float | None = setting(None, 'Dropout between convolutions; default per dataset.')
+  extra_groups: int | None = setting(None, 'Groups of blocks after the standard three (STL-10 and '
+                                     'ImageNet: 1); default per dataset.')
+  stem: str | None = setting(None, 'First layers: cifar (3x3 convolution), imagenet_maxpool '
+                             '(official code: 7x7/2 convolution, 3x3/2 max pooling; ImageNet '
+                             'default) or imagenet_avgpool (paper text: 3x3 convolution, 2x2 '
+                             'average pooling).')
+  augment: str | None = setting(None, 'crop_flip, crop, none, or center_mask (crop_flip, then '
+                                'Table 7\'s central mask); default per dataset.')
+  learning_rate: float = setting(0.1, 'Initial learning rate.')
   # The paper's epochs 60/120/160 of 200, as fractions of training, each multiplying the rate by 0.2.
-  lr_decay_fractions: tuple[float, ...] = (0.3, 0.6, 0.8)
-  lr_decay_factor: float = 0.2
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  seed: int = 0
-  validation: bool = False
-  eval_every: int = 1
+  lr_decay_fractions: tuple[float, ...] = setting(
+      (0.3, 0.6, 0.8), 'Fractions of training at which the learning rate is multiplied by '
+      '--lr_decay_factor (the paper: epochs 60, 120, 160 of 200).')
+  lr_decay_factor: float = setting(0.2, 'Learning-rate factor at each of --lr_decay_fractions.')
+  momentum: float = setting(0.9, 'Nesterov momentum of both optimizers.')
+  weight_decay: float = setting(5e-4, 'L2 weight decay on kernels.')
+  seed: int = setting(0, 'Seeds initialisation, shuffling and augmentation.')
+  validation: bool = setting(False, 'Evaluate on 20% of the training data held out (seeded) '
+                             'instead of the test set, to tune lambda.')
+  eval_every: int = setting(1, 'Evaluate every N epochs (and after each of the last '
+                            '--final_window epochs); 0: only those.', resumable=True)
   # The official code averages the metrics of the last 10 epochs: AP "keeps wiggling around".
-  final_window: int = 10
-  eval_batch_size: int = 500
-  odin_temperature: float = 1000.0
-  odin_epsilon: float = 5e-5
-  steps_per_loop: int = 50
-  checkpoint_every_steps: int = 0  # 0: only at the end of each epoch
-  deterministic: bool = False
-  strategy: str = 'mirrored'
-  mixed_precision: str = 'float32'  # or 'bfloat16', 'float16' (tfanom/precision.py)
-  xla: bool = False  # XLA-compiles the training step and the scoring functions
+  final_window: int = setting(10, 'results.json `final` averages the evaluations after each of '
+                              'this many last epochs.')
+  eval_batch_size: int = setting(500, 'Images per evaluation batch.', resumable=True)
+  odin_temperature: float = setting(1000.0, 'ODIN\'s temperature (the paper\'s; never tuned on '
+                                    'anomalies).')
+  odin_epsilon: float = setting(5e-5, 'ODIN\'s input step on [0, 1] pixels.')
+  steps_per_loop: int = setting(50, 'Training steps per traced call.', resumable=True)
+  checkpoint_every_steps: int = setting(0, 'Also checkpoint inside an epoch every N steps (0: only '
+                                        'at the end of each epoch).', resumable=True)
+  deterministic: bool = setting(False, 'Deterministic ops: the same command gives the same '
+                                'results.json, also after a kill and resume.', resumable=True)
+  strategy: str = setting('mirrored', 'mirrored, onedevice, default, multiworker '
+                          '(MultiWorkerMirroredStrategy from TF_CONFIG) or tpu.', resumable=True)
+  mixed_precision: str = setting('float32', 'float32, bfloat16 or float16 (with loss scaling): '
+                                 '16-bit convolutions on accelerators; variables, batch norm, '
+                                 'logits and scores stay float32.')
+  xla: bool = setting(False, 'XLA-compile the training step and the scoring functions.',
+                      resumable=True)
 
   def resolved(self) -> 'TrainConfig':
     """This config with every unset field filled from its dataset's defaults, then checked."""
@@ -173,16 +227,69 @@ class TrainConfig:
     return dataclasses.asdict(self)
 
 
+@functools.cache
+def setting_kinds(config_class=None) -> dict[str, tuple[type, bool]]:
+  """Each field's (element type, is a list): str, int, float or bool; lists are tuples of it.
+
+  Of TrainConfig by default, or of any dataclass declared with `setting` fields.
+  """
+  kinds = {}
+  for name, hint in typing.get_type_hints(config_class or TrainConfig).items():
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+      hint = args[0]
+      args = list(typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+      kinds[name] = (args[0], True)
+    else:
+      kinds[name] = (hint, False)
+  return kinds
+
+
+def parse_setting(name: str, text: str):
+  """The typed value of TrainConfig field `name` written as `text` (as on a command line)."""
+  kinds = setting_kinds()
+  if name not in kinds:
+    raise UsageError(f'{name} is not a setting of tfanom.train (see `python -m tfanom.train '
+                     '--help`)')
+  kind, is_list = kinds[name]
+  if is_list:
+    return tuple(_parse_scalar(name, kind, part.strip()) for part in text.split(',') if part.strip())
+  return _parse_scalar(name, kind, text)
+
+
+def _parse_scalar(name, kind, text):
+  if kind is str:
+    return text
+  if kind is bool:
+    if text.lower() in ('true', '1', 'yes'):
+      return True
+    if text.lower() in ('false', '0', 'no'):
+      return False
+    raise UsageError(f'{name}={text}: expected true or false')
+  try:
+    value = kind(text)
+  except ValueError:
+    raise UsageError(f'{name}={text}: expected {"an integer" if kind is int else "a number"}'
+                     ) from None
+  if kind is float and not math.isfinite(value):
+    raise UsageError(f'{name}={text} must be a finite number')
+  return value
+
+
+def resumable_settings() -> frozenset[str]:
+  """Fields that do not change what a run computes, so a resumed run may differ in them."""
+  return frozenset(field.name for field in dataclasses.fields(TrainConfig)
+                   if field.metadata['resumable'])
+
+
+RESUMABLE_DIFFERENCES = resumable_settings()
+
 # Settings renamed since runs were first saved: old config.json files still read.
-RENAMED = {'rotation_weight': 'aux_weight'}
+RENAMED = {alias: field.name for field in dataclasses.fields(TrainConfig)
+           for alias in field.metadata['aliases']}
 
 
 def upgrade_saved(saved: dict) -> dict:
   """A saved config dict with renamed settings under their current names."""
   return {RENAMED.get(key, key): value for key, value in saved.items()}
-
-
-# Fields that do not change what a run computes, so a resumed run may differ in them.
-RESUMABLE_DIFFERENCES = frozenset({'workdir', 'data_dir', 'steps_per_loop', 'strategy',
-                                   'eval_batch_size', 'eval_every', 'checkpoint_every_steps',
-                                   'deterministic', 'cache_dir', 'xla'})

@@ -19,8 +19,10 @@ The training loop sees every task through the same interface:
 from tfanom.auxiliary.cpc import CPCTask
 from tfanom.auxiliary.rotation import RotationTask
 from tfanom.errors import UsageError
+from tfanom.models.wide_resnet import CLASSIFICATION_TASK
 
 AUXILIARY_TASKS = ('none', 'rotation', 'cpc')
+AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_norm=conditional
 
 
 def make_auxiliary_task(config):
@@ -32,3 +34,8 @@ def make_auxiliary_task(config):
   if config.aux == 'cpc':
     return CPCTask(config.cpc_patch_size, config.cpc_patch_stride, config.cpc_steps)
   raise UsageError(f'--aux={config.aux} is unknown: choose one of {", ".join(AUXILIARY_TASKS)}')
+
+
+def aux_norm_task(config) -> int:
+  """The normalisation parameters the auxiliary task of a resolved TrainConfig uses."""
+  return AUX_NORM_TASK if config.aux_norm == 'conditional' else CLASSIFICATION_TASK

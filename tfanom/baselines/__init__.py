@@ -22,15 +22,16 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfanom import metrics
-from tfanom.config import DATASET_DEFAULTS
+from tfanom.anomaly import metrics
+from tfanom.config import DATASET_DEFAULTS, setting
 from tfanom.data.holdout import resolve_holdout
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.results import write_json_atomic
+from tfanom.io import write_json_atomic
+from tfanom.summaries import text_table
+from tfanom.workdir import BASELINE_FILE, baseline_workdir
 
 METHODS = ('gaussian_mixture', 'edge_energy')
-BASELINE_FILE = 'baseline.json'
 GMM_COMPONENTS = 3
 # A component may not become narrower than one quantisation step of 8-bit pixels (variance of a
 # uniform over 1/255), or it collapses onto a single value such as MNIST's black background.
@@ -142,14 +143,17 @@ def edge_energy(images: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig:
-  dataset: str = 'cifar10'
-  holdout: str = 'all'  # a class (index, name or WordNet id), or every class in turn
-  method: str = 'gaussian_mixture'
-  data_dir: str | None = None
-  image_size: int | None = None
-  members: tuple[str, ...] = ()
-  cache_dir: str | None = None
-  workdir: str | None = None
+  """What `python -m tfanom.baselines` scores; its flags are these fields."""
+  dataset: str = setting('cifar10', 'Any dataset of tfanom.train.')
+  holdout: str = setting('all', 'The anomaly class (index, name or WordNet id), or all: each class '
+                         'in turn, and their mean.')
+  method: str = setting('gaussian_mixture', f'One of {", ".join(METHODS)}.')
+  data_dir: str | None = setting(None, 'As for tfanom.train.')
+  image_size: int | None = setting(None, 'As for tfanom.train.')
+  members: tuple[str, ...] = setting((), 'As for tfanom.train (--dataset=imagenet_subset).')
+  cache_dir: str | None = setting(None, 'As for tfanom.train.')
+  workdir: str | None = setting(None, 'Where baseline.json goes; default '
+                                'runs/<dataset>/holdout<h>/baseline_<method>.')
 
 
 def run_baseline(config: BaselineConfig, log=print) -> dict:
@@ -191,8 +195,7 @@ def run_baseline(config: BaselineConfig, log=print) -> dict:
       mean=dict(skew=float(np.mean([r['skew'] for r in runs])),
                 ap={name: float(np.mean([r['ap'][name] for r in runs])) for name in runs[0]['ap']}),
       runs=runs)
-  workdir = config.workdir or os.path.join(
-      'runs', config.dataset, f'holdout{config.holdout}_baseline_{config.method}')
+  workdir = config.workdir or baseline_workdir(config.dataset, config.holdout, config.method)
   write_json_atomic(os.path.join(workdir, BASELINE_FILE), baseline)
   log(baseline_table(baseline))
   log(f'wrote {os.path.join(workdir, BASELINE_FILE)}')
@@ -201,12 +204,11 @@ def run_baseline(config: BaselineConfig, log=print) -> dict:
 
 def baseline_table(baseline: dict) -> str:
   scores = list(baseline['mean']['ap'])
-  lines = [f'{baseline["dataset"]}, {baseline["method"]} baseline, {baseline["evaluated_on"]} set',
-           f'{"anomaly class":<28}{"skew":>8}' + ''.join(f'{"AP " + s:>20}' for s in scores)]
   rows = [(f'{r["holdout"]["index"]} {r["holdout"]["name"]}', r) for r in baseline['runs']]
   if len(rows) > 1:
     rows.append(('mean', baseline['mean']))
-  for label, values in rows:
-    lines.append(f'{label[:27]:<28}{values["skew"]:>8.2f}'
-                 + ''.join(f'{values["ap"][s]:>20.2f}' for s in scores))
-  return '\n'.join(lines)
+  return text_table(
+      f'{baseline["dataset"]}, {baseline["method"]} baseline, {baseline["evaluated_on"]} set',
+      ['anomaly class', 'skew', *(f'AP {s}' for s in scores)],
+      [[label, values['skew'], *(values['ap'][s] for s in scores)] for label, values in rows],
+      [28, 8] + [20] * len(scores))

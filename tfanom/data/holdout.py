@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from tfanom.data.sources import LabelledImages, Source, stratified_mask
+from tfanom.data.arrays import LabelledImages, Source, stratified_mask
 from tfanom.errors import UsageError
 
 ANOMALY_LABEL = -1

@@ -9,8 +9,8 @@ until they reach the training step (`to_unit_range`), which keeps host-to-device
 import numpy as np
 import tensorflow as tf
 
+from tfanom.data.arrays import aligned_empty, TENSOR_ALIGNMENT
 from tfanom.data.holdout import HoldoutSplit
-from tfanom.data.sources import aligned_empty, TENSOR_ALIGNMENT
 from tfanom.errors import UsageError
 
 CROP_PADDING = 4

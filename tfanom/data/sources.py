@@ -4,68 +4,16 @@ Every source returns whole splits as uint8 arrays in memory; the hold-out split 
 pipelines (`holdout.py`, `pipeline.py`) work on those arrays.
 """
 
-import dataclasses
 import os
 import pathlib
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
+from tfanom.data.arrays import LabelledImages, Source, stratified_mask
+from tfanom.data.decoding import decode_images, list_image_folder
 from tfanom.data.imagenet import load_imagenet
 from tfanom.errors import UsageError
-
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
-
-
-# TensorFlow can use a buffer in place only at this alignment (Eigen's, with AVX-512).
-TENSOR_ALIGNMENT = 64
-
-
-def aligned_empty(shape, dtype) -> np.ndarray:
-  """An uninitialised C-contiguous array whose buffer TensorFlow can share without a copy."""
-  dtype = np.dtype(dtype)
-  size = int(np.prod(shape)) * dtype.itemsize
-  raw = np.empty(size + TENSOR_ALIGNMENT, np.uint8)
-  start = -raw.ctypes.data % TENSOR_ALIGNMENT
-  return raw[start:start + size].view(dtype).reshape(shape)
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelledImages:
-  images: np.ndarray  # uint8 [N, H, W, C]
-  labels: np.ndarray  # int64 [N], indices into Source.class_names
-
-  def __len__(self):
-    return len(self.labels)
-
-  def select(self, mask: np.ndarray) -> 'LabelledImages':
-    """The examples where `mask` is true, copied into aligned arrays.
-
-    This is the one copy of the training images a run makes: the input pipeline shares these
-    buffers with TensorFlow instead of copying them again (`pipeline.shared_tensor`).
-    """
-    indices = np.flatnonzero(mask)
-    images = aligned_empty((len(indices), *self.images.shape[1:]), self.images.dtype)
-    # mode='clip' writes straight into `out`; the default mode first fills a temporary copy.
-    np.take(self.images, indices, axis=0, out=images, mode='clip')
-    labels = aligned_empty(len(indices), self.labels.dtype)
-    np.take(self.labels, indices, out=labels, mode='clip')
-    return LabelledImages(images, labels)
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-  name: str
-  class_names: tuple[str, ...]
-  train: LabelledImages
-  test: LabelledImages
-  class_ids: tuple[str, ...] = ()  # other names of the classes, in order (ImageNet's WordNet ids)
-
-  @property
-  def image_shape(self):
-    return self.train.images.shape[1:]
-
 
 # Test split fraction and seed for `digits` are fixed so that every run, whatever its --seed, is
 # evaluated on the same examples.
@@ -89,17 +37,6 @@ def load_digits() -> Source:
       class_names=tuple(str(d) for d in range(10)),
       train=LabelledImages(images, labels).select(~test_mask),
       test=LabelledImages(images, labels).select(test_mask))
-
-
-def stratified_mask(labels, fraction, seed):
-  """A boolean mask selecting `fraction` of each class, chosen by a seeded permutation."""
-  rng = np.random.default_rng(seed)
-  mask = np.zeros(len(labels), bool)
-  for label in np.unique(labels):
-    members = np.flatnonzero(labels == label)
-    chosen = rng.permutation(members)[:int(round(fraction * len(members)))]
-    mask[chosen] = True
-  return mask
 
 
 # name -> (TFDS name, train split, test split)
@@ -132,88 +69,6 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
   train, test = ([LabelledImages(np.asarray(images, np.uint8), np.asarray(labels, np.int64))
                   for images, labels in (splits[train_split], splits[test_split])])
   return Source(name=name, class_names=class_names, train=train, test=test)
-
-
-def list_image_folder(split_dir: pathlib.Path, class_names=None):
-  """Files of an ImageFolder-style split (`split_dir/<class>/*`), sorted, with class indices.
-
-  `class_names` fixes the classes (and their order); by default every sub-folder is a class.
-  """
-  if class_names is None:
-    class_names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-  files, labels = [], []
-  for index, name in enumerate(class_names):
-    class_dir = split_dir / name
-    if not class_dir.is_dir():
-      raise UsageError(f'{split_dir} has no folder for class {name!r}: every split needs one '
-                       'sub-folder per class')
-    members = sorted(str(p) for p in class_dir.iterdir()
-                     if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not members:
-      raise UsageError(f'{class_dir} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
-    files += members
-    labels += [index] * len(members)
-  return tuple(class_names), files, np.asarray(labels, np.int64)
-
-
-def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool = False):
-  """Decodes and resizes (shorter side to `image_size`, centre crop) a list of image files.
-
-  Returns the images and the positions in `files` they come from: all of them, unless
-  `skip_corrupt` drops unreadable files (with a warning that counts them) instead of failing.
-  """
-
-  def decode(path, position):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-    return resize_and_center_crop(image, image_size), position
-
-  dataset = tf.data.Dataset.from_tensor_slices((files, tf.range(len(files)))).map(
-      decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if skip_corrupt:
-    dataset = dataset.ignore_errors()
-  images = np.empty((len(files), image_size, image_size, channels), np.uint8)
-  kept = np.empty(len(files), np.int64)
-  count = 0
-  try:
-    for batch, positions in dataset.batch(256).as_numpy_iterator():
-      images[count:count + len(batch)] = batch
-      kept[count:count + len(batch)] = positions
-      count += len(batch)
-  except tf.errors.InvalidArgumentError:
-    raise UsageError(f'{first_undecodable(files[count:])} is not a readable image: remove or '
-                     'replace it, or pass --skip_corrupt') from None
-  warn_skipped(len(files) - count, [files[i] for i in sorted(set(range(len(files)))
-                                                             - set(kept[:count].tolist()))])
-  return images[:count], kept[:count]
-
-
-def warn_skipped(skipped: int, examples=()):
-  if skipped:
-    shown = ', '.join(map(str, list(examples)[:3]))
-    logging.warning('--skip_corrupt: skipped %d unreadable image%s%s', skipped,
-                    's' if skipped > 1 else '', f' ({shown}{", ..." if skipped > 3 else ""})'
-                    if shown else '')
-
-
-def first_undecodable(files):
-  for path in files:
-    try:
-      tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-    except tf.errors.InvalidArgumentError:
-      return path
-  return files[0]
-
-
-def resize_and_center_crop(image, size: int):
-  """Shorter side to `size` (bilinear, antialiased), then the central size x size square."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  scale = size / tf.cast(tf.minimum(height, width), tf.float32)
-  new_height = tf.cast(tf.math.ceil(tf.cast(height, tf.float32) * scale), tf.int32)
-  new_width = tf.cast(tf.math.ceil(tf.cast(width, tf.float32) * scale), tf.int32)
-  resized = tf.image.resize(image, (tf.maximum(new_height, size), tf.maximum(new_width, size)),
-                            antialias=True)
-  cropped = tf.image.resize_with_crop_or_pad(resized, size, size)
-  return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 
 def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False) -> Source:

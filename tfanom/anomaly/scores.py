@@ -11,7 +11,7 @@ From the class logits:
 - `max_logit`: the negative maximum logit (Hendrycks, Basart, Mazeika, Zou, Kwon, Mostajabi,
   Steinhardt & Song, "Scaling Out-of-Distribution Detection for Real-World Settings", ICML 2022).
 
-From the penultimate features, with statistics of the training set (`tfanom.features`):
+From the penultimate features, with statistics of the training set (`tfanom.inference.features`):
 - `mahalanobis`: the smallest Mahalanobis distance (squared) to a class mean under one covariance
   shared by all classes (Lee, Lee, Lee & Shin, "A Simple Unified Framework for Detecting
   Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018), on the last layer only and

@@ -10,14 +10,7 @@ import contextlib
 
 import keras
 
-from tfanom.errors import UsageError
-
-PRECISIONS = ('float32', 'bfloat16', 'float16')
-
-
-def check_precision(name: str) -> None:
-  if name not in PRECISIONS:
-    raise UsageError(f'--mixed_precision={name} is unknown: choose one of {", ".join(PRECISIONS)}')
+from tfanom.config import check_precision
 
 
 @contextlib.contextmanager

@@ -9,22 +9,25 @@ AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; ac
 
 import dataclasses
 import os
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from tfanom import metrics, scoring
-from tfanom.checkpoints import config_from_json, load_run, load_split
+from tfanom.anomaly import metrics, scores
+from tfanom.anomaly.scores import KNN_K
 from tfanom.data.pipeline import to_unit_range
+from tfanom.config import setting
 from tfanom.errors import UsageError
-from tfanom.features import CACHE_FILE, FeatureStatistics, file_fingerprint
-from tfanom.results import write_json_atomic, write_npz_atomic
-from tfanom.serving import ScoringModule, load_export
-from tfanom.training import LOG_INTERVAL_SECONDS, classification_summary
+from tfanom.inference.export import load_export
+from tfanom.inference.features import FeatureStatistics, file_fingerprint
+from tfanom.inference.restore import (data_dir_override, load_run, load_split,
+                                      odin_epsilon_override, odin_temperature_override)
+from tfanom.inference.scorer import ScoringModule
+from tfanom.io import write_json_atomic, write_npz_atomic
+from tfanom.progress import Throttle
+from tfanom.summaries import text_table
+from tfanom.workdir import EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE, config_from_json
 
-EVAL_FILE = 'eval.json'
-SCORES_FILE = 'scores.npz'
 SCORES = ('msp', 'odin', 'energy', 'max_logit', 'mahalanobis', 'knn', 'rotation')
 FEATURE_SCORES = ('mahalanobis', 'knn')
 METRIC_COLUMNS = (('ap', 'AP'), ('auroc', 'AUROC'), ('aupr_in', 'AUPR-In'), ('fpr95', 'FPR95'))
@@ -32,14 +35,21 @@ METRIC_COLUMNS = (('ap', 'AP'), ('auroc', 'AUROC'), ('aupr_in', 'AUPR-In'), ('fp
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-  workdir: str  # the training run; with export_dir, only where the results go
-  export_dir: str | None = None  # evaluate this export instead of the workdir's checkpoint
-  scores: tuple[str, ...] = ()  # empty: every score the model supports
-  data_dir: str | None = None  # replaces the run's --data_dir
-  batch_size: int | None = None  # default: the run's eval_batch_size
-  odin_temperature: float | None = None  # default: the run's (1000)
-  odin_epsilon: float | None = None  # default: the run's (5e-5)
-  knn_k: int = scoring.KNN_K
+  """What `python -m tfanom.evaluate` scores; its flags are these fields."""
+  workdir: str | None = setting(None, 'The training run to evaluate; eval.json, scores.npz and the '
+                                'feature cache are written there (with --export_dir, only that).',
+                                required=True)
+  export_dir: str | None = setting(None, 'Evaluate this exported SavedModel (a version folder '
+                                   'written by tfanom.export) instead of the checkpoint in '
+                                   '--workdir.')
+  scores: tuple[str, ...] = setting((), 'Scores to compute (comma-separated); default all that '
+                                    f'apply: {",".join(SCORES)}.')
+  data_dir: str | None = data_dir_override()
+  batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.")
+  odin_temperature: float | None = odin_temperature_override()
+  odin_epsilon: float | None = odin_epsilon_override()
+  knn_k: int = setting(KNN_K, 'Neighbour whose distance is the KNN score (capped at the '
+                       'number of training images).')
 
   def check(self):
     unknown = [name for name in self.scores if name not in SCORES]
@@ -90,7 +100,7 @@ def evaluate(config: EvalConfig, log=print) -> dict:
   statistics = None
   if any(name in FEATURE_SCORES for name in names):
     statistics = feature_statistics(module, split, settings['batch_size'], fingerprint,
-                                    os.path.join(config.workdir, CACHE_FILE), log)
+                                    os.path.join(config.workdir, FEATURE_CACHE_FILE), log)
     settings['knn_k'] = min(config.knn_k, len(statistics.bank))
   evaluated_on = 'validation' if run_config.validation else 'test'
   arrays = score_images(module, split.evaluation.images, names, statistics, settings,
@@ -102,7 +112,7 @@ def evaluate(config: EvalConfig, log=print) -> dict:
       holdout=dict(index=split.holdout_index, name=split.holdout_name),
       aux=run_config.aux,
       evaluated_on=evaluated_on,
-      **classification_summary(arrays['label'], arrays['prediction']),
+      **metrics.classification_summary(arrays['label'], arrays['prediction']),
       settings=settings,
       scores={name: metrics.summarize(arrays['is_anomaly'], arrays[name]) for name in names})
   write_json_atomic(os.path.join(config.workdir, EVAL_FILE), report)
@@ -129,14 +139,14 @@ def score_images(module, images: np.ndarray, names, statistics: FeatureStatistic
                  settings: dict, what: str = 'scoring', log=print) -> dict:
   """The class prediction and the scores `names` of every uint8 image, in order."""
   functions = dict(
-      msp=lambda unit, features, logits: scoring.msp(logits),
+      msp=lambda unit, features, logits: scores.msp(logits),
       odin=lambda unit, features, logits: module.odin_scores(
           unit, settings['odin_temperature'], settings['odin_epsilon']),
-      energy=lambda unit, features, logits: scoring.energy(logits),
-      max_logit=lambda unit, features, logits: scoring.max_logit(logits),
-      mahalanobis=lambda unit, features, logits: scoring.mahalanobis(
+      energy=lambda unit, features, logits: scores.energy(logits),
+      max_logit=lambda unit, features, logits: scores.max_logit(logits),
+      mahalanobis=lambda unit, features, logits: scores.mahalanobis(
           features, statistics.class_means, statistics.precision),
-      knn=lambda unit, features, logits: scoring.knn(features, statistics.bank,
+      knn=lambda unit, features, logits: scores.knn(features, statistics.bank,
                                                      settings['knn_k']),
       rotation=lambda unit, features, logits: module.rotation_scores(unit))
 
@@ -152,24 +162,22 @@ def score_images(module, images: np.ndarray, names, statistics: FeatureStatistic
 def batched(function, images: np.ndarray, batch_size: int, what: str, log) -> dict:
   """`function` (a dict of per-example tensors) over every image in batches, with progress."""
   parts = {}
-  start = last_log = time.time()
+  throttle = Throttle()
   for begin in range(0, len(images), batch_size):
     for key, value in function(images[begin:begin + batch_size]).items():
       parts.setdefault(key, []).append(np.asarray(value))
     done = min(begin + batch_size, len(images))
-    now = time.time()
-    if now - last_log >= LOG_INTERVAL_SECONDS or done == len(images):
-      last_log = now
-      log(f'{what}: {done}/{len(images)} ({done / max(now - start, 1e-9):.0f} img/s)')
+    if throttle.due(final=done == len(images)):
+      log(f'{what}: {done}/{len(images)} ({done / max(throttle.elapsed(), 1e-9):.0f} img/s)')
   return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def eval_table(report: dict) -> str:
   """A plain-text table: one row per score, one column per metric (percent)."""
-  header = f'{"score":<13}' + ''.join(f'{title:>10}' for _, title in METRIC_COLUMNS)
-  lines = [f'{report["dataset"]}, anomaly = class {report["holdout"]["index"]} '
+  title = (f'{report["dataset"]}, anomaly = class {report["holdout"]["index"]} '
            f'({report["holdout"]["name"]}), {report["num_examples"]} {report["evaluated_on"]} '
-           f'examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%', header]
-  for name, values in report['scores'].items():
-    lines.append(f'{name:<13}' + ''.join(f'{values[key]:>10.2f}' for key, _ in METRIC_COLUMNS))
-  return '\n'.join(lines)
+           f'examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%')
+  rows = [[name, *(values[key] for key, _ in METRIC_COLUMNS)]
+          for name, values in report['scores'].items()]
+  return text_table(title, ['score', *(heading for _, heading in METRIC_COLUMNS)], rows,
+                    [13] + [10] * len(METRIC_COLUMNS))

@@ -10,9 +10,7 @@ import zipfile
 
 import numpy as np
 
-from tfanom.results import write_npz_atomic
-
-CACHE_FILE = 'feature_stats.npz'
+from tfanom.io import write_npz_atomic
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,18 +5,32 @@ is what evaluation and export need.
 """
 
 import dataclasses
-import json
 import os
 
 import tensorflow as tf
 
 from tfanom.auxiliary import make_auxiliary_task
-from tfanom.config import TrainConfig, upgrade_saved
+from tfanom.config import TrainConfig, setting
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.models import WideResNet, build_wide_resnet, checkpoint_variables
-from tfanom.training import CHECKPOINT_DIR, CONFIG_FILE, wrn_config
+from tfanom.models import WideResNet, build_model
+from tfanom.models.wide_resnet import checkpoint_variables
+from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, read_config
+
+
+# Settings of evaluation and export that replace a restored run's own; unset: the run's.
+def data_dir_override():
+  return setting(None, "Replaces the run's --data_dir, for data moved since training (the class "
+                 'names and image size come from the data).')
+
+
+def odin_temperature_override():
+  return setting(None, "ODIN's temperature; default the run's (1000). Never tuned on anomalies.")
+
+
+def odin_epsilon_override():
+  return setting(None, "ODIN's input step on [0, 1] pixels; default the run's (5e-5).")
 
 
 @dataclasses.dataclass
@@ -26,36 +40,6 @@ class Run:
   model: WideResNet
   aux_task: object  # the auxiliary task (its head restored), or None
   checkpoint: str  # the restored checkpoint's path prefix
-
-
-def read_config(workdir: str) -> TrainConfig:
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isdir(workdir):
-    raise UsageError(f'--workdir={workdir} does not exist: pass the workdir of a run of '
-                     'python -m tfanom.train')
-  if not os.path.exists(path):
-    raise UsageError(f'--workdir={workdir} has no {CONFIG_FILE}: it is not a tfanom.train run '
-                     '(pass the --workdir the run was trained in)')
-  try:
-    with open(path) as handle:
-      return config_from_json(handle.read())
-  except (ValueError, TypeError) as error:
-    raise UsageError(f'{path} is not a readable run config ({error}): restore it, or retrain '
-                     'in a new --workdir') from None
-
-
-def config_from_json(text: str) -> TrainConfig:
-  """The TrainConfig a run saved with `TrainConfig.to_dict` (lists back to tuples)."""
-  saved = json.loads(text)
-  if not isinstance(saved, dict):
-    raise ValueError('expected a JSON object')
-  saved = upgrade_saved(saved)
-  known = {field.name for field in dataclasses.fields(TrainConfig)}
-  unknown = sorted(set(saved) - known)
-  if unknown:
-    raise ValueError(f'settings unknown to this version of tfanom: {", ".join(unknown)}')
-  return TrainConfig(**{key: tuple(value) if isinstance(value, list) else value
-                        for key, value in saved.items()}).resolved()
 
 
 def latest_checkpoint(workdir: str) -> str:
@@ -86,8 +70,7 @@ def load_run(workdir: str, data_dir: str | None = None) -> Run:
   height, width, channels = split.train.images.shape[1:]
   # What the network saw in training (InputPipeline.image_shape): CPC's patch grid depends on it.
   image_shape = (config.crop_size or height, config.crop_size or width, channels)
-  model = build_wide_resnet(wrn_config(config, split.num_classes), image_shape, split.mean,
-                            split.std)
+  model = build_model(config, split.num_classes, image_shape, split.mean, split.std)
   aux_task = make_auxiliary_task(config)
   trackables = dict(model=checkpoint_variables(model))
   if aux_task:

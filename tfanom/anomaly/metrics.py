@@ -8,6 +8,7 @@ TensorFlow flushes subnormal floats to zero, so such scores tie with 0.0 here (n
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 _NAN = float('nan')
@@ -138,3 +139,12 @@ class AveragePrecision(keras.metrics.Metric):
   def reset_state(self):
     self._labels.assign(tf.zeros([0], tf.float64))
     self._scores.assign(tf.zeros([0], tf.float64))
+
+
+def classification_summary(labels: np.ndarray, predictions: np.ndarray) -> dict:
+  """Accuracy on the known classes and skew, in percent, and the example counts."""
+  is_anomaly = labels < 0
+  known = ~is_anomaly
+  accuracy = float(np.mean(predictions[known] == labels[known]))
+  return dict(accuracy=100.0 * accuracy, skew=100.0 * float(skew(is_anomaly)),
+              num_examples=int(len(is_anomaly)), num_anomalies=int(is_anomaly.sum()))

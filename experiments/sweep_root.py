@@ -11,7 +11,8 @@ import os
 from experiments.sweeps import Run, format_value
 from tfanom.config import RESUMABLE_DIFFERENCES
 from tfanom.errors import UsageError
-from tfanom.results import RESULTS_FILE, write_json_atomic
+from tfanom.io import write_json_atomic
+from tfanom.workdir import RESULTS_FILE
 
 SWEEP_FILE = 'sweep.json'
 LOG_FILE = 'train.log'

@@ -5,32 +5,27 @@ then a classification step (another optimizer, trunk + class head), several iter
 call. Losses are divided by the global batch, so any number of replicas computes the same update.
 """
 
-import functools
 import json
 import os
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfanom import metrics, scoring
-from tfanom.auxiliary import make_auxiliary_task
-from tfanom.config import RESUMABLE_DIFFERENCES, TrainConfig, upgrade_saved
-from tfanom.data.holdout import HoldoutSplit, make_holdout
+from tfanom.anomaly import metrics, scores
+from tfanom.auxiliary import aux_norm_task, make_auxiliary_task
+from tfanom.config import TrainConfig
+from tfanom.data.holdout import HoldoutSplit
 from tfanom.data.pipeline import InputPipeline, to_unit_range
-from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.models import (CLASSIFICATION_TASK, WRNConfig, build_wide_resnet, checkpoint_variables,
-                           weight_decay_variables)
-from tfanom.precision import make_optimizer, precision_scope
-from tfanom.results import RESULTS_FILE, build_results, summary_table, write_json_atomic
+from tfanom.inference.scorer import Scorer
+from tfanom.models import build_model
+from tfanom.models.mixed_precision import make_optimizer, precision_scope
+from tfanom.models.wide_resnet import checkpoint_variables, weight_decay_variables
+from tfanom.progress import Throttle
+from tfanom.training.distribute import is_chief
 
-AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_norm=conditional
 TRAIN_STATS = ('loss', 'correct', 'count', 'aux_loss', 'aux_correct', 'aux_count')
-LOG_INTERVAL_SECONDS = 10.0
-CONFIG_FILE = 'config.json'
-CHECKPOINT_DIR = 'checkpoints'
 
 
 class TrainingDiverged(UsageError):
@@ -41,60 +36,11 @@ class Preempted(Exception):
   """Training stopped on request (SIGTERM) after saving a checkpoint."""
 
 
-@functools.cache
-def make_strategy(name: str) -> tf.distribute.Strategy:
-  """The named strategy; create it before any other TensorFlow work (multi-worker needs that).
-
-  One instance per name and process: separate instances over the same devices would issue
-  collectives with clashing keys, and multi-worker and TPU set-up may run only once.
-  """
-  if name == 'mirrored':
-    return tf.distribute.MirroredStrategy()
-  if name == 'multiworker':
-    if 'TF_CONFIG' not in os.environ:
-      raise UsageError('--strategy=multiworker needs the TF_CONFIG environment variable on every '
-                       'worker (see the README, "Running at scale")')
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  if name == 'tpu':
-    try:
-      resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-      tf.config.experimental_connect_to_cluster(resolver)
-      tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, tf.errors.NotFoundError) as error:
-      raise UsageError(f'--strategy=tpu found no TPU ({error}): use another --strategy') from None
-    return tf.distribute.TPUStrategy(resolver)
-  if name == 'onedevice':
-    device = '/gpu:0' if tf.config.list_logical_devices('GPU') else '/cpu:0'
-    return tf.distribute.OneDeviceStrategy(device)
-  return tf.distribute.get_strategy()
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """Whether this process writes checkpoints and results (always, outside multi-worker)."""
-  resolver = strategy.cluster_resolver
-  if resolver is None or not resolver.cluster_spec().as_dict():
-    return True
-  if 'chief' in resolver.cluster_spec().as_dict():
-    return resolver.task_type == 'chief'
-  return resolver.task_type == 'worker' and resolver.task_id == 0
-
-
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
   total_steps = config.epochs * steps_per_epoch
   boundaries = [int(round(f * total_steps)) for f in config.lr_decay_fractions]
   values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
   return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-
-
-def aux_norm_task(config: TrainConfig) -> int:
-  """The normalisation parameters the auxiliary task uses."""
-  return AUX_NORM_TASK if config.aux_norm == 'conditional' else CLASSIFICATION_TASK
-
-
-def wrn_config(config: TrainConfig, num_classes: int) -> WRNConfig:
-  return WRNConfig(depth=config.depth, width=config.width, dropout=config.dropout,
-                   num_classes=num_classes, extra_groups=config.extra_groups, stem=config.stem,
-                   norm_tasks=2 if config.aux_norm == 'conditional' else 1, padding=config.padding)
 
 
 class Trainer:
@@ -118,8 +64,8 @@ class Trainer:
                                   config.augment, config.seed, config.crop_size)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
     with strategy.scope(), precision_scope(config.mixed_precision):
-      self.model = build_wide_resnet(wrn_config(config, split.num_classes),
-                                     self.pipeline.image_shape, split.mean, split.std)
+      self.model = build_model(config, split.num_classes, self.pipeline.image_shape, split.mean,
+                               split.std)
       schedule = learning_rate_schedule(config, self.steps_per_epoch)
       self.cls_variables = self.model.trunk_variables() + self.model.class_head.trainable_variables
       self.cls_optimizer = make_optimizer(
@@ -222,14 +168,14 @@ class Trainer:
 
   def _make_eval_step(self):
     config = self.config
+    scorer = Scorer(self.model)
 
     def replica_eval(batch):
       images = to_unit_range(batch['image'])
-      logits = self.model(images, training=False)
-      odin = scoring.odin(lambda x: self.model(x, training=False), images,
-                          config.odin_temperature, config.odin_epsilon)
+      logits = scorer.logits(images)
+      odin = scorer.odin_scores(images, config.odin_temperature, config.odin_epsilon)
       return dict(label=batch['label'], prediction=tf.argmax(logits, -1),
-                  msp=scoring.msp(logits), odin=odin)
+                  msp=scores.msp(logits), odin=odin)
 
     if config.xla:
       replica_eval = tf.function(replica_eval, jit_compile=True)
@@ -310,7 +256,7 @@ class Trainer:
         self.pipeline.train_dataset(epoch, start_step=step).with_options(options))
     iterator = iter(dataset)
     totals = self.epoch_totals.numpy()
-    start, last_log, last_save, first_step = time.time(), time.time(), step, step
+    throttle, last_save, first_step = Throttle(), step, step
     images_per_step = config.batch_size * (2 if self.aux_task else 1)
     chunk_steps = min(config.steps_per_loop, config.checkpoint_every_steps or config.steps_per_loop)
     while step < self.steps_per_epoch:
@@ -326,10 +272,8 @@ class Trainer:
       totals += chunk
       self.step_in_epoch.assign(step)
       self.epoch_totals.assign(totals)
-      now = time.time()
-      if now - last_log >= LOG_INTERVAL_SECONDS or step == self.steps_per_epoch:
-        last_log = now
-        rate = (step - first_step) * images_per_step / (now - start)
+      if throttle.due(final=step == self.steps_per_epoch):
+        rate = (step - first_step) * images_per_step / throttle.elapsed()
         self.log(self._progress_line(epoch, step, totals, rate))
         self._summarize(epoch * self.steps_per_epoch + step, {
             **{f'train/{name}': value for name, value in _train_summary(totals).items()},
@@ -385,20 +329,11 @@ def _scaled(optimizer, loss):
   return loss
 
 
-def classification_summary(labels: np.ndarray, predictions: np.ndarray) -> dict:
-  """Accuracy on the known classes and skew, in percent, and the example counts."""
-  is_anomaly = labels < 0
-  known = ~is_anomaly
-  accuracy = float(np.mean(predictions[known] == labels[known]))
-  return dict(accuracy=100.0 * accuracy, skew=100.0 * float(metrics.skew(is_anomaly)),
-              num_examples=int(len(is_anomaly)), num_anomalies=int(is_anomaly.sum()))
-
-
 def summarize_scores(arrays: dict) -> dict:
   """Accuracy on known classes, skew and AP per score, all in percent."""
   is_anomaly = arrays['label'] < 0
   return dict(
-      classification_summary(arrays['label'], arrays['prediction']),
+      metrics.classification_summary(arrays['label'], arrays['prediction']),
       ap={name: 100.0 * float(metrics.average_precision(is_anomaly, arrays[name]))
           for name in ('msp', 'odin')})
 
@@ -412,74 +347,3 @@ def _train_summary(totals) -> dict:
   return summary
 
 
-def final_metrics(evaluations: list[dict], epochs: int, window: int) -> dict:
-  """The metrics averaged over the evaluations after each of the last `window` epochs."""
-  last = [e for e in evaluations if e['epoch'] > epochs - window]
-  if not last:
-    return {}
-  return dict(
-      epochs=[e['epoch'] for e in last],
-      accuracy=float(np.mean([e['accuracy'] for e in last])),
-      skew=last[-1]['skew'],
-      ap={name: float(np.mean([e['ap'][name] for e in last])) for name in last[-1]['ap']})
-
-
-
-def default_workdir(config: TrainConfig) -> str:
-  return os.path.join('runs', config.dataset,
-                      f'holdout{config.holdout}_{config.aux}_seed{config.seed}')
-
-
-def check_workdir_config(workdir: str, config: TrainConfig) -> None:
-  """Refuses to resume a workdir whose run was started with settings that change its result."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as handle:
-    saved = upgrade_saved(json.load(handle))
-  current = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as when saved
-  # A setting the saved run predates kept its behaviour of then, which its default still is.
-  differences = [f'{key}={saved.get(key)!r} there, {value!r} now' for key, value in current.items()
-                 if key not in RESUMABLE_DIFFERENCES and key in saved and saved[key] != value]
-  if differences:
-    raise UsageError(f'--workdir={workdir} holds a run with other settings '
-                     f'({"; ".join(differences)}): use another --workdir')
-
-
-def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: False) -> dict:
-  """Trains (or resumes) one hold-out run and writes `results.json` in its workdir.
-
-  Raises `Preempted` (after saving a checkpoint) once `stop_requested()` returns True.
-  """
-  config = config.resolved()
-  # Multi-worker collectives must be configured before any other TensorFlow work.
-  strategy = make_strategy(config.strategy)
-  if config.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir, config.skip_corrupt)
-  split = make_holdout(source, config.holdout, config.validation, config.seed)
-  workdir = config.workdir or default_workdir(config)
-  trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
-                    summary_dir=os.path.join(workdir, 'tensorboard'))
-  # After the Trainer has checked every flag, so that a bad one is named as such rather than
-  # reported as a difference from the workdir's settings.
-  check_workdir_config(workdir, config)
-  log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
-      f'{len(split.train)} training images in {split.num_classes} classes, '
-      f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
-      f'WRN-{config.depth}-{config.width}, aux={config.aux}, {strategy.num_replicas_in_sync} '
-      f'replica(s); workdir {workdir}')
-  if trainer.is_chief:
-    write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
-  trainer.restore()
-  trainer.train(stop_requested)
-  evaluations = trainer.evaluations
-  if not evaluations:  # eval_every=0 and final_window=0: still report the trained model.
-    evaluations = [dict(epoch=config.epochs, **trainer.evaluate()[0])]
-  results = build_results(config, split.holdout_index, split.holdout_name, evaluations,
-                          final_metrics(evaluations, config.epochs, config.final_window))
-  if trainer.is_chief:
-    write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
-    log(summary_table(results))
-  return results

@@ -1,0 +1,1 @@
+"""Anomaly scores (`scores`: higher = more anomalous) and the metrics that rank them (`metrics`)."""

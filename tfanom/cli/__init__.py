@@ -1,0 +1,1 @@
+"""The command lines: each turns its flags into a typed config and makes one library call."""

@@ -1,0 +1,40 @@
+r"""Scores a trained run's whole evaluation set with every anomaly score.
+
+  python -m tfanom.evaluate --workdir=runs/digits/holdout0/rotation/seed0
+  python -m tfanom.evaluate --workdir=DIR --scores=msp,odin,knn
+  python -m tfanom.evaluate --workdir=OUT --export_dir=models/digits/1    # an exported model
+
+Restores the latest checkpoint in --workdir (or loads --export_dir) and writes eval.json (AP, AUROC,
+AUPR-In and FPR at 95% TPR per score, accuracy, skew) and scores.npz (per-example scores, labels,
+is_anomaly) in --workdir, then prints a table. Every score is higher for more anomalous inputs
+(docs/scores.md).
+"""
+
+from tfanom.cli.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from absl import app, logging  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from tfanom.cli.flags import config_from_flags, define_flags  # noqa: E402
+from tfanom.errors import reported_as_one_line  # noqa: E402
+from tfanom.inference.evaluation import EvalConfig, evaluate  # noqa: E402
+
+_SETTINGS = define_flags(EvalConfig)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)
+  with reported_as_one_line('tfanom.evaluate'):
+    evaluate(config_from_flags(EvalConfig, _SETTINGS), log=lambda line: print(line, flush=True))
+
+
+def run_main():
+  """The `tfanom-evaluate` console script."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

@@ -1,0 +1,40 @@
+r"""Exports a trained run as a SavedModel for TF Serving.
+
+  python -m tfanom.export --workdir=runs/digits/holdout0/rotation/seed0 --export_dir=models/digits/1
+
+--export_dir is a numbered version folder, as TF Serving expects. The SavedModel takes raw uint8
+images [batch, H, W, C] of the training size; signature `serving_default` returns probabilities,
+class_id, class_name, msp_score, energy_score and max_logit_score, signature `odin` returns
+odin_score; every *_score is higher for more anomalous images. See docs/serving.md.
+"""
+
+from tfanom.cli.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from absl import app, logging  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from tfanom.cli.flags import config_from_flags, define_flags  # noqa: E402
+from tfanom.errors import reported_as_one_line  # noqa: E402
+from tfanom.inference.export import ExportConfig, export_run  # noqa: E402
+
+_SETTINGS = define_flags(ExportConfig)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)
+  with reported_as_one_line('tfanom.export'):
+    run, path = export_run(config_from_flags(ExportConfig, _SETTINGS))
+  print(f'exported {run.checkpoint} (anomaly = class {run.split.holdout_index} '
+        f'({run.split.holdout_name})) to {path}: signatures serving_default, odin')
+
+
+def run_main():
+  """The `tfanom-export` console script."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

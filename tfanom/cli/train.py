@@ -1,0 +1,63 @@
+r"""Trains one hold-out-class anomaly detector and reports its average precision.
+
+  python -m tfanom.train                                  # digits, a few minutes on a CPU
+  python -m tfanom.train --dataset=cifar10 --holdout=cat --data_dir=~/tensorflow_datasets
+  python -m tfanom.train --dataset=imagenet_spider --holdout=tarantula --data_dir=~/ILSVRC2012 \
+      --trials=3
+
+Flags left unset take the paper's defaults for the dataset (see tfanom/config.py, where every flag
+is declared). Running the same command again resumes from the last checkpoint in --workdir.
+"""
+
+import signal
+import sys
+import threading
+
+from tfanom.cli.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from tfanom.cli.flags import config_from_flags, define_flags  # noqa: E402
+from tfanom.config import TrainConfig  # noqa: E402
+
+_SETTINGS = define_flags(TrainConfig)
+_TRIALS = flags.DEFINE_integer('trials', None, 'Run N trials with seeds --seed..--seed+N-1 in '
+                               'WORKDIR/seed<k> and write WORKDIR/aggregate.json (mean ± std).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # TensorFlow's own INFO lines (one per checkpoint save) would drown the progress lines.
+  logging.set_verbosity(logging.WARNING)
+  from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
+  from tfanom.training import loop, run  # pylint: disable=g-import-not-at-top
+  # Schedulers send SIGTERM before they kill: finish the current traced call, save, and stop.
+  terminate = threading.Event()
+  signal.signal(signal.SIGTERM, lambda *_: terminate.set())
+  log = lambda line: print(line, flush=True)  # noqa: E731
+  config = config_from_flags(TrainConfig, _SETTINGS)
+  with reported_as_one_line('tfanom.train'):
+    try:
+      if _TRIALS.value is None:
+        run.train_and_evaluate(config, log=log, stop_requested=terminate.is_set)
+      else:
+        run.run_trials(config, _TRIALS.value, log=log, stop_requested=terminate.is_set)
+    except loop.Preempted as stop:
+      print(f'tfanom.train: SIGTERM: {stop}', file=sys.stderr)
+      sys.exit(128 + signal.SIGTERM)
+    except loop.TrainingDiverged as error:
+      # A run that failed, not a command line to fix: exit status 1.
+      print(f'tfanom.train: error: {error}', file=sys.stderr)
+      sys.exit(1)
+
+
+def run_main():
+  """The `tfanom-train` console script."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

@@ -1,0 +1,64 @@
+"""Labelled images in memory: the arrays every source returns and the hold-out split selects from."""
+
+import dataclasses
+
+import numpy as np
+
+# TensorFlow can use a buffer in place only at this alignment (Eigen's, with AVX-512).
+TENSOR_ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+  """An uninitialised C-contiguous array whose buffer TensorFlow can share without a copy."""
+  dtype = np.dtype(dtype)
+  size = int(np.prod(shape)) * dtype.itemsize
+  raw = np.empty(size + TENSOR_ALIGNMENT, np.uint8)
+  start = -raw.ctypes.data % TENSOR_ALIGNMENT
+  return raw[start:start + size].view(dtype).reshape(shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledImages:
+  images: np.ndarray  # uint8 [N, H, W, C]
+  labels: np.ndarray  # int64 [N], indices into Source.class_names
+
+  def __len__(self):
+    return len(self.labels)
+
+  def select(self, mask: np.ndarray) -> 'LabelledImages':
+    """The examples where `mask` is true, copied into aligned arrays.
+
+    This is the one copy of the training images a run makes: the input pipeline shares these
+    buffers with TensorFlow instead of copying them again (`pipeline.shared_tensor`).
+    """
+    indices = np.flatnonzero(mask)
+    images = aligned_empty((len(indices), *self.images.shape[1:]), self.images.dtype)
+    # mode='clip' writes straight into `out`; the default mode first fills a temporary copy.
+    np.take(self.images, indices, axis=0, out=images, mode='clip')
+    labels = aligned_empty(len(indices), self.labels.dtype)
+    np.take(self.labels, indices, out=labels, mode='clip')
+    return LabelledImages(images, labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  name: str
+  class_names: tuple[str, ...]
+  train: LabelledImages
+  test: LabelledImages
+  class_ids: tuple[str, ...] = ()  # other names of the classes, in order (ImageNet's WordNet ids)
+
+  @property
+  def image_shape(self):
+    return self.train.images.shape[1:]
+
+
+def stratified_mask(labels, fraction, seed):
+  """A boolean mask selecting `fraction` of each class, chosen by a seeded permutation."""
+  rng = np.random.default_rng(seed)
+  mask = np.zeros(len(labels), bool)
+  for label in np.unique(labels):
+    members = np.flatnonzero(labels == label)
+    chosen = rng.permutation(members)[:int(round(fraction * len(members)))]
+    mask[chosen] = True
+  return mask

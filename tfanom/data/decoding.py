@@ -1,0 +1,115 @@
+"""Image files: listing an ImageFolder-style split, and the one loop that decodes and resizes them.
+
+Folder datasets decode into memory (`decode_images`) and the ImageNet subsets into a cache file
+batch by batch (`tfanom.data.imagenet`); both iterate `decoded_batches`.
+"""
+
+import pathlib
+from typing import Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfanom.errors import UsageError
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+DECODE_BATCH = 128
+
+
+def list_image_folder(split_dir: pathlib.Path, class_names=None):
+  """Files of an ImageFolder-style split (`split_dir/<class>/*`), sorted, with class indices.
+
+  `class_names` fixes the classes (and their order); by default every sub-folder is a class.
+  """
+  if class_names is None:
+    class_names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+  files, labels = [], []
+  for index, name in enumerate(class_names):
+    class_dir = split_dir / name
+    if not class_dir.is_dir():
+      raise UsageError(f'{split_dir} has no folder for class {name!r}: every split needs one '
+                       'sub-folder per class')
+    members = sorted(str(p) for p in class_dir.iterdir()
+                     if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not members:
+      raise UsageError(f'{class_dir} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
+    files += members
+    labels += [index] * len(members)
+  return tuple(class_names), files, np.asarray(labels, np.int64)
+
+
+def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,
+                    skip_corrupt: bool, locate: Callable[[int], str]) -> Iterator:
+  """(uint8 images [B, S, S, C], tags [B]) batches of `encoded`'s (bytes, tag) pairs, in order.
+
+  Each image is decoded, its shorter side resized to `image_size` and its centre cropped. An
+  unreadable image ends the loop with a UsageError naming it (`locate(position)` of the first
+  image not yet yielded finds it), unless `skip_corrupt` drops it; the caller counts what it got.
+  """
+
+  def decode(data, tag):
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return resize_and_center_crop(image, image_size), tag
+
+  dataset = encoded.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if skip_corrupt:
+    dataset = dataset.ignore_errors()
+  done = 0
+  try:
+    for images, tags in dataset.batch(DECODE_BATCH).prefetch(2).as_numpy_iterator():
+      done += len(tags)
+      yield images, tags
+  except tf.errors.InvalidArgumentError:
+    raise UsageError(f'{locate(done)} is not a readable image: remove or replace it, or pass '
+                     '--skip_corrupt') from None
+
+
+def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool = False):
+  """Decodes and resizes (shorter side to `image_size`, centre crop) a list of image files.
+
+  Returns the images and the positions in `files` they come from: all of them, unless
+  `skip_corrupt` drops unreadable files (with a warning that counts them) instead of failing.
+  """
+  encoded = tf.data.Dataset.from_tensor_slices((files, tf.range(len(files)))).map(
+      lambda path, position: (tf.io.read_file(path), position))
+  images = np.empty((len(files), image_size, image_size, channels), np.uint8)
+  kept = np.empty(len(files), np.int64)
+  count = 0
+  for batch, positions in decoded_batches(encoded, image_size, channels, skip_corrupt,
+                                          lambda position: first_undecodable(files[position:])):
+    images[count:count + len(batch)] = batch
+    kept[count:count + len(batch)] = positions
+    count += len(batch)
+  warn_skipped(len(files) - count, [files[i] for i in sorted(set(range(len(files)))
+                                                             - set(kept[:count].tolist()))])
+  return images[:count], kept[:count]
+
+
+def warn_skipped(skipped: int, examples=()):
+  if skipped:
+    shown = ', '.join(map(str, list(examples)[:3]))
+    logging.warning('--skip_corrupt: skipped %d unreadable image%s%s', skipped,
+                    's' if skipped > 1 else '', f' ({shown}{", ..." if skipped > 3 else ""})'
+                    if shown else '')
+
+
+def first_undecodable(files):
+  for path in files:
+    try:
+      tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+    except tf.errors.InvalidArgumentError:
+      return path
+  return files[0]
+
+
+def resize_and_center_crop(image, size: int):
+  """Shorter side to `size` (bilinear, antialiased), then the central size x size square."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  scale = size / tf.cast(tf.minimum(height, width), tf.float32)
+  new_height = tf.cast(tf.math.ceil(tf.cast(height, tf.float32) * scale), tf.int32)
+  new_width = tf.cast(tf.math.ceil(tf.cast(width, tf.float32) * scale), tf.int32)
+  resized = tf.image.resize(image, (tf.maximum(new_height, size), tf.maximum(new_width, size)),
+                            antialias=True)
+  cropped = tf.image.resize_with_crop_or_pad(resized, size, size)
+  return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)

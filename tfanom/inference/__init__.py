@@ -1,0 +1,2 @@
+"""Using a trained model: the one Scorer, feature statistics, rebuilding a run from its workdir,
+evaluation with every score (eval.json) and SavedModel export. Nothing here imports training."""

@@ -1,0 +1,122 @@
+"""The one place a model's anomaly scores are computed: in training, in evaluation and when served.
+
+`Scorer` holds a model (and its auxiliary task) and computes the scores of images in [0, 1] as plain
+TensorFlow functions; the training loop's evaluation step calls them under its strategy.
+`ScoringModule` wraps a Scorer as a `tf.Module` with traced functions, which `tfanom.evaluate` calls
+and `tfanom.export` saves. Saved, it keeps two signatures for TF Serving:
+- `serving_default`: uint8 images [batch, H, W, C] -> `probabilities`, `class_id`, `class_name`,
+  `msp_score`, `energy_score`, `max_logit_score`;
+- `odin`: the same images -> `odin_score` (ODIN's input gradient step runs inside the graph);
+every `*_score` is higher for more anomalous inputs (`max_logit_score` is the negated max logit).
+It also keeps the functions `tfanom.inference.evaluation` scores with, and the run's metadata (class names,
+held-out class, training config), so an export can be evaluated like a workdir.
+"""
+
+import json
+
+import tensorflow as tf
+
+from tfanom.anomaly import scores
+from tfanom.auxiliary import aux_norm_task
+from tfanom.auxiliary.rotation import NUM_ROTATIONS
+from tfanom.data.pipeline import to_unit_range
+
+
+class Scorer:
+  """The scores of one model for images in [0, 1], shape [batch, H, W, C].
+
+  `rotation_scores` exists only for models with a rotation head (`has_rotation`).
+  """
+
+  def __init__(self, model, aux_task=None, norm_task: int = 0):
+    self.model = model
+    self.has_rotation = aux_task is not None and aux_task.name == 'rotation'
+    self._aux_task = aux_task
+    self._norm_task = norm_task
+
+  def logits(self, images):
+    return self.model(images, training=False)
+
+  def features_and_logits(self, images):
+    features = self.model.features(images, training=False)
+    return features, self.model.class_head(features)
+
+  def odin_scores(self, images, temperature, epsilon):
+    return scores.odin(self.logits, images, temperature, epsilon)
+
+  def rotation_scores(self, images):
+    logits, labels = self._aux_task.logits_and_labels(self.model, images, training=False,
+                                                      norm_task=self._norm_task)
+    return scores.rotation(logits, labels, NUM_ROTATIONS)
+
+
+def _constant(value, name, dtype):
+  """Metadata kept in the SavedModel, readable after `tf.saved_model.load` as `.numpy()`."""
+  return tf.Variable(value, dtype=dtype, trainable=False, name=name)
+
+
+class ScoringModule(tf.Module):
+  """A restored model's scoring functions; `tf.saved_model.load` returns the same attributes.
+
+  Functions on float images in [0, 1], shape [batch, H, W, C]:
+    features_and_logits(images) -> (penultimate features, class logits)
+    odin_scores(images, temperature, epsilon) -> ODIN scores
+    rotation_scores(images) -> rotation scores (only when the model has a rotation head)
+  Functions on uint8 images, which check their shape (the signatures):
+    serve(images) -> dict of `serving_default` outputs;  odin(images) -> {'odin_score': ...}
+  Variables: class_names (the known classes, by class id), holdout_index, holdout_name,
+  image_shape, config_json (the run's TrainConfig), odin_temperature, odin_epsilon (used by `odin`).
+  """
+
+  def __init__(self, run, odin_temperature: float, odin_epsilon: float):
+    """`run`: a restored run (`tfanom.inference.restore.Run`): config, split, model, aux task."""
+    super().__init__(name='tfanom')
+    split = run.split
+    self.model = run.model
+    self._scorer = Scorer(run.model, run.aux_task, aux_norm_task(run.config))
+    self._shape = tuple(int(d) for d in split.train.images.shape[1:])
+    self.class_names = _constant(list(split.known_class_names), 'class_names', tf.string)
+    self.holdout_index = _constant(split.holdout_index, 'holdout_index', tf.int64)
+    self.holdout_name = _constant(split.holdout_name, 'holdout_name', tf.string)
+    self.image_shape = _constant(list(self._shape), 'image_shape', tf.int64)
+    self.config_json = _constant(json.dumps(run.config.to_dict()), 'config_json', tf.string)
+    self.odin_temperature = _constant(odin_temperature, 'odin_temperature', tf.float32)
+    self.odin_epsilon = _constant(odin_epsilon, 'odin_epsilon', tf.float32)
+    unit = tf.TensorSpec([None, *self._shape], tf.float32, name='images')
+    # A loaded signature does not enforce its declared shape, so `_unit_images` checks it.
+    raw = tf.TensorSpec([None, *self._shape], tf.uint8, name='images')
+    scalar = tf.TensorSpec([], tf.float32)
+    self.features_and_logits = tf.function(self._scorer.features_and_logits,
+                                           input_signature=[unit])
+    self.odin_scores = tf.function(self._scorer.odin_scores, input_signature=[unit, scalar, scalar])
+    self.serve = tf.function(self._serve, input_signature=[raw])
+    self.odin = tf.function(self._odin, input_signature=[raw])
+    if self._scorer.has_rotation:
+      self.aux_head = run.aux_task.head
+      self.rotation_scores = tf.function(self._scorer.rotation_scores, input_signature=[unit])
+
+  def _unit_images(self, images):
+    """uint8 pixels to [0, 1], after checking that they are [batch, H, W, C] of the model's size."""
+    shape = tf.shape(images, out_type=tf.int64)
+    expected = tf.constant(self._shape, tf.int64)
+    # Padding lets an input of the wrong rank reach the message instead of a broadcasting error.
+    padded = tf.concat([shape, tf.zeros([4], tf.int64)], 0)
+    valid = tf.logical_and(tf.equal(tf.size(shape), 4),
+                           tf.reduce_all(tf.equal(padded[1:4], expected)))
+    height, width, channels = self._shape
+    check = tf.debugging.Assert(valid, [
+        f'images must be uint8 pixels of shape [batch, {height}, {width}, {channels}]; got shape',
+        shape], summarize=8)
+    with tf.control_dependencies([check]):
+      return tf.ensure_shape(to_unit_range(images), [None, *self._shape])
+
+  def _serve(self, images):
+    logits = self._scorer.logits(self._unit_images(images))
+    class_id = tf.argmax(logits, axis=-1)
+    return dict(probabilities=tf.nn.softmax(logits, axis=-1), class_id=class_id,
+                class_name=tf.gather(self.class_names, class_id), msp_score=scores.msp(logits),
+                energy_score=scores.energy(logits), max_logit_score=scores.max_logit(logits))
+
+  def _odin(self, images):
+    return dict(odin_score=self._scorer.odin_scores(self._unit_images(images),
+                                                    self.odin_temperature, self.odin_epsilon))

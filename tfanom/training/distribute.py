@@ -1,0 +1,46 @@
+"""tf.distribute strategies by name, and which process of a multi-worker run writes files."""
+
+import functools
+import os
+
+import tensorflow as tf
+
+from tfanom.errors import UsageError
+
+@functools.cache
+def make_strategy(name: str) -> tf.distribute.Strategy:
+  """The named strategy; create it before any other TensorFlow work (multi-worker needs that).
+
+  One instance per name and process: separate instances over the same devices would issue
+  collectives with clashing keys, and multi-worker and TPU set-up may run only once.
+  """
+  if name == 'mirrored':
+    return tf.distribute.MirroredStrategy()
+  if name == 'multiworker':
+    if 'TF_CONFIG' not in os.environ:
+      raise UsageError('--strategy=multiworker needs the TF_CONFIG environment variable on every '
+                       'worker (see the README, "Running at scale")')
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == 'tpu':
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.NotFoundError) as error:
+      raise UsageError(f'--strategy=tpu found no TPU ({error}): use another --strategy') from None
+    return tf.distribute.TPUStrategy(resolver)
+  if name == 'onedevice':
+    device = '/gpu:0' if tf.config.list_logical_devices('GPU') else '/cpu:0'
+    return tf.distribute.OneDeviceStrategy(device)
+  return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes checkpoints and results (always, outside multi-worker)."""
+  resolver = strategy.cluster_resolver
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  if 'chief' in resolver.cluster_spec().as_dict():
+    return resolver.task_type == 'chief'
+  return resolver.task_type == 'worker' and resolver.task_id == 0
+

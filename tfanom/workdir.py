@@ -1,0 +1,92 @@
+"""What a run's workdir holds, and the one naming scheme of workdirs.
+
+Every file a run writes is named here. Runs of `tfanom.train`, its `--trials`, the sweeps of
+`experiments.sweep` and the baselines all lay their workdirs out as
+`<dataset>/holdout<h>/<aux>/seed<s>` (below `runs/` by default, below the sweep root in sweeps), so
+a trial of a sweep and the same run trained alone are found in the same place.
+"""
+
+import dataclasses
+import json
+import os
+
+from tfanom.config import RESUMABLE_DIFFERENCES, TrainConfig, upgrade_saved
+from tfanom.errors import UsageError
+
+RUNS_ROOT = 'runs'
+CONFIG_FILE = 'config.json'  # the run's TrainConfig, written when training starts
+CHECKPOINT_DIR = 'checkpoints'
+TENSORBOARD_DIR = 'tensorboard'
+RESULTS_FILE = 'results.json'  # written by tfanom.train when the run is complete
+AGGREGATE_FILE = 'aggregate.json'  # mean ± std of --trials, beside the trials' workdirs
+EVAL_FILE = 'eval.json'  # tfanom.evaluate: every score's metrics
+SCORES_FILE = 'scores.npz'  # tfanom.evaluate: per-example scores
+FEATURE_CACHE_FILE = 'feature_stats.npz'  # training-feature statistics, per checkpoint
+BASELINE_FILE = 'baseline.json'  # tfanom.baselines
+
+
+def run_path(dataset: str, holdout, aux: str, seed: int | None = None) -> str:
+  """`<dataset>/holdout<h>/<aux>[/seed<s>]`: a run's place below a root of runs."""
+  path = os.path.join(dataset, f'holdout{holdout}', aux)
+  return path if seed is None else os.path.join(path, f'seed{seed}')
+
+
+def default_workdir(config: TrainConfig) -> str:
+  return os.path.join(RUNS_ROOT, run_path(config.dataset, config.holdout, config.aux, config.seed))
+
+
+def trials_root(config: TrainConfig) -> str:
+  """Where `--trials` puts its trials (`seed<k>` below it) and aggregate.json."""
+  return config.workdir or os.path.join(RUNS_ROOT,
+                                        run_path(config.dataset, config.holdout, config.aux))
+
+
+def baseline_workdir(dataset: str, holdout: str, method: str) -> str:
+  return os.path.join(RUNS_ROOT, run_path(dataset, holdout, f'baseline_{method}'))
+
+
+def check_resumable(workdir: str, config: TrainConfig) -> None:
+  """Refuses to resume a workdir whose run was started with settings that change its result."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as handle:
+    saved = upgrade_saved(json.load(handle))
+  current = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as when saved
+  # A setting the saved run predates kept its behaviour of then, which its default still is.
+  differences = [f'{key}={saved.get(key)!r} there, {value!r} now' for key, value in current.items()
+                 if key not in RESUMABLE_DIFFERENCES and key in saved and saved[key] != value]
+  if differences:
+    raise UsageError(f'--workdir={workdir} holds a run with other settings '
+                     f'({"; ".join(differences)}): use another --workdir')
+
+
+def read_config(workdir: str) -> TrainConfig:
+  """The resolved TrainConfig a finished or running tfanom.train run saved in `workdir`."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isdir(workdir):
+    raise UsageError(f'--workdir={workdir} does not exist: pass the workdir of a run of '
+                     'python -m tfanom.train')
+  if not os.path.exists(path):
+    raise UsageError(f'--workdir={workdir} has no {CONFIG_FILE}: it is not a tfanom.train run '
+                     '(pass the --workdir the run was trained in)')
+  try:
+    with open(path) as handle:
+      return config_from_json(handle.read())
+  except (ValueError, TypeError) as error:
+    raise UsageError(f'{path} is not a readable run config ({error}): restore it, or retrain '
+                     'in a new --workdir') from None
+
+
+def config_from_json(text: str) -> TrainConfig:
+  """The TrainConfig a run saved with `TrainConfig.to_dict` (lists back to tuples)."""
+  saved = json.loads(text)
+  if not isinstance(saved, dict):
+    raise ValueError('expected a JSON object')
+  saved = upgrade_saved(saved)
+  known = {field.name for field in dataclasses.fields(TrainConfig)}
+  unknown = sorted(set(saved) - known)
+  if unknown:
+    raise ValueError(f'settings unknown to this version of tfanom: {", ".join(unknown)}')
+  return TrainConfig(**{key: tuple(value) if isinstance(value, list) else value
+                        for key, value in saved.items()}).resolved()
