@@ -8,7 +8,7 @@ A run's workdir under the sweep root is named by the settings that tell runs apa
 
 import dataclasses
 
-from tfanom.config import parse_setting, setting_kinds
+from tfanom.config import RENAMED, parse_setting, setting_kinds
 from tfanom.errors import UsageError
 from tfanom.workdir import run_path
 
@@ -102,6 +102,7 @@ def parse_overrides(items, sweep: str) -> dict:
   varying = _varying_keys(sweep_settings(sweep))
   overrides = {}
   for key, text in parse_assignments(items, 'set'):
+    key = RENAMED.get(key, key)  # an old name of a setting, as its flag alias accepts
     if key not in known:
       raise UsageError(f'--set={key}={text}: {key} is not a tfanom.train flag (see '
                        '`python -m tfanom.train --help`)')

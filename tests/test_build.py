@@ -1,7 +1,10 @@
-"""BUILD declares a py_library per module and a py_test per test file, with deps from the imports.
+"""BUILD declares a py_binary per entry point, a py_library per other module and a py_test per test
+file, with deps from the imports; and the imports form layers without cycles.
 
 BUILD is generated from the tree, so this test fails whenever a module, test or import changes
-without BUILD following. Regenerate it with `python tests/test_build.py > BUILD`.
+without BUILD following. Regenerate it with `python tests/test_build.py > BUILD`. Bazel itself
+cannot fetch rules_python and the pip repository offline, so BUILD is kept honest by this test
+rather than by building it.
 """
 
 import ast
@@ -57,9 +60,17 @@ def _rule(kind: str, path: pathlib.Path, extra: str = '') -> str:
           f'{extra}    deps = [\n{deps}    ],\n)\n')
 
 
+def _is_entry_point(path: pathlib.Path) -> bool:
+  return "\nif __name__ == '__main__':" in path.read_text()
+
+
+def _test_files():
+  return sorted((ROOT / 'tests').rglob('test_*.py'))
+
+
 def generate() -> str:
   rules = ['load("@pip//:requirements.bzl", "requirement")\n'
-           'load("@rules_python//python:defs.bzl", "py_library", "py_test")\n\n'
+           'load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")\n\n'
            'package(default_visibility = ["//visibility:public"])\n']
   for directory in LIBRARY_DIRS:
     for path in sorted(ROOT.joinpath(directory).rglob('*.py')):
@@ -67,9 +78,11 @@ def generate() -> str:
       data = sorted(f'"{p.relative_to(ROOT)}"' for p in path.parent.iterdir()
                     if p.suffix in DATA_SUFFIXES and p.name in path.read_text())
       extra = f'    data = [{", ".join(data)}],\n' if data else ''
-      rules.append(_rule('py_library', path, extra))
-  tests = ROOT / 'tests'
-  for path in sorted(tests.glob('test_*.py')):
+      if _is_entry_point(path):
+        rules.append(_rule('py_binary', path, extra + f'    main = "{path.relative_to(ROOT)}",\n'))
+      else:
+        rules.append(_rule('py_library', path, extra))
+  for path in _test_files():
     rules.append(_rule('py_test', path, '    main = "%s",\n' % path.relative_to(ROOT)))
   return '\n'.join(rules)
 
@@ -84,8 +97,43 @@ def test_every_module_and_test_is_declared():
   for directory in LIBRARY_DIRS:
     for path in ROOT.joinpath(directory).rglob('*.py'):
       assert f'srcs = ["{path.relative_to(ROOT)}"]' in text
-  for path in (ROOT / 'tests').glob('test_*.py'):
+  for path in _test_files():
     assert f'py_test(\n    name = "{path.relative_to(ROOT).with_suffix("")}"' in text
+
+
+def _import_graph() -> dict[str, set[str]]:
+  """Module target -> the library module targets it imports (from the same parse as BUILD)."""
+  graph = {}
+  for directory in LIBRARY_DIRS:
+    for path in ROOT.joinpath(directory).rglob('*.py'):
+      graph[_target(path)] = {dep.strip('"') for dep in _deps(path) if dep.startswith('":')}
+  return graph
+
+
+def test_imports_have_no_cycle():
+  graph, done, path = _import_graph(), set(), []
+
+  def visit(node):
+    assert node not in path, f'import cycle: {" -> ".join(path[path.index(node):] + [node])}'
+    if node in done:
+      return
+    path.append(node)
+    for dep in sorted(graph.get(node, ())):
+      visit(dep)
+    path.pop()
+    done.add(node)
+
+  for node in sorted(graph):
+    visit(node)
+
+
+def test_only_training_code_imports_the_training_loop():
+  graph = _import_graph()
+  trains = (':tfanom/training/', ':tfanom/cli/train', ':tfanom/train', ':benchmarks/')
+  for module, deps in graph.items():
+    if not module.startswith(trains):
+      assert not {d for d in deps if d.startswith(':tfanom/training/')}, (
+          f'{module} imports the training loop')
 
 
 if __name__ == '__main__':

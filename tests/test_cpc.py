@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import paper_numbers, runs, sweeps, tables
+from experiments import paper_numbers, sweep_root, sweeps, tables
 from test_experiments import usable_of, write_results  # pylint: disable=wrong-import-order
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.cpc import TEMPERATURE, CPCTask, info_nce
-from tfanom.checkpoints import config_from_json, load_run
+from tfanom.inference.restore import load_run
+from tfanom.workdir import config_from_json
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
-from tfanom.models import WRNConfig, build_wide_resnet
-from tfanom.training import train_and_evaluate
+from tfanom.models.wide_resnet import WRNConfig, build_wide_resnet
+from tfanom.training.run import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--dropout=0.3',
@@ -191,7 +192,7 @@ def test_table6_report_has_cpc_columns_and_the_paper_numbers(tmp_path):
   assert all(run.settings['padding'] == 'reflect' for run in chosen)
   for run in chosen:
     write_results(tmp_path, run, 20.0 + (run.settings['aux'] == 'cpc'), 25.0, 70.0)
-  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('table6', states, usable_of(states), compare=True)
   groups = [column.group for column in table.columns]
   assert 'CPC-augmented' in groups and 'Classification-only' in groups

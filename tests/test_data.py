@@ -9,7 +9,8 @@ import tensorflow as tf
 from tfanom.data import holdout as holdout_lib
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
-from tfanom.data.sources import LabelledImages, Source, load_source
+from tfanom.data.arrays import LabelledImages, Source
+from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
 
 # Synthetic data whose every image is filled with (its id + 1), so an example stays identifiable

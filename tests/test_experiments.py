@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import own_lines
 
-from experiments import paper_numbers, runs, sweeps, tables
+from experiments import paper_numbers, sweep_root, sweeps, tables
+from tfanom.config import setting_kinds
 from experiments.sweeps import Run
 from tfanom.errors import UsageError
 
@@ -64,7 +65,7 @@ def test_sweep_sizes_and_workdirs(name, count):
   for run in expanded:
     s = run.settings
     assert run.workdir == f'{s["dataset"]}/holdout{s["holdout"]}/{s["aux"]}/seed{s["seed"]}'
-  assert set(sweeps.trainer_flags()) >= set().union(*(run.settings for run in expanded))
+  assert set(setting_kinds()) >= set().union(*(run.settings for run in expanded))
 
 
 def test_sweep_contents():
@@ -85,7 +86,7 @@ def test_sweep_contents():
 def test_overrides_are_typed_and_checked():
   overrides = sweeps.parse_overrides(['epochs=5', 'rotation_weight=1', 'validation=true',
                                       'data_dir=/data'], 'table3')
-  assert overrides == dict(epochs=5, rotation_weight=1.0, validation=True, data_dir='/data')
+  assert overrides == dict(epochs=5, aux_weight=1.0, validation=True, data_dir='/data')
   assert all(run.settings['epochs'] == 5 for run in sweeps.expand('table3', overrides))
   with pytest.raises(UsageError, match='epoch is not a tfanom.train flag'):
     sweeps.parse_overrides(['epoch=5'], 'table3')
@@ -114,12 +115,12 @@ def test_only_selects_runs():
 
 
 def test_root_of_another_definition_is_refused(tmp_path):
-  runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
-  runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(data_dir='/x')))
+  sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
+  sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(data_dir='/x')))
   with pytest.raises(UsageError, match=r'another sweep definition \(epochs: 3 there, 5 now\)'):
-    runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(epochs=5)))
+    sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(epochs=5)))
   with pytest.raises(UsageError, match='sweep smoke there, table3 now'):
-    runs.record_definition(str(tmp_path), 'table3', sweeps.expand('table3'))
+    sweep_root.record_definition(str(tmp_path), 'table3', sweeps.expand('table3'))
 
 
 # The runner, on the fake trainer ------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_report_aggregates_mean_std_and_average(tmp_path):
     value = msp[(run.settings['holdout'], run.settings['seed'])]
     value += 1.0 if run.settings['aux'] == 'rotation' else 0.0
     write_results(tmp_path, run, value, value + 2, 90.0)
-  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('smoke', states, usable_of(states), compare=False)
   assert [label for label, _ in table.rows] == ['c0', 'c1', 'Average']
   by_label = dict(table.rows)
@@ -306,7 +307,7 @@ def test_report_marks_incomplete_and_fallback(tmp_path):
     if (run.settings['holdout'], run.settings['seed']) != ('1', 1):
       write_results(tmp_path, run, 10.0 + run.settings['seed'], 12.0, 90.0,
                     final=run.settings['holdout'] != '0')
-  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('smoke', states, usable_of(states), compare=False)
   by_label = dict(table.rows)
   assert by_label['c1'][0].mean == 10.0 and by_label['c1'][0].std is None
@@ -326,7 +327,7 @@ def report_cli(root, *args):
 
 def test_report_compares_with_the_paper(tmp_path):
   all_runs = sweeps.expand('table3')
-  runs.record_definition(str(tmp_path), 'table3', all_runs)
+  sweep_root.record_definition(str(tmp_path), 'table3', all_runs)
   for run in all_runs:
     if run.settings['holdout'] == '3':
       write_results(tmp_path, run, 40.0, 41.0, 96.0)
@@ -350,7 +351,7 @@ def test_report_one_row_per_dataset_with_skew(tmp_path):
                                                    'dataset=imagenet_fungus', 'seed=0'])
   for run in chosen:
     write_results(tmp_path, run, 20.0 + int(run.settings['holdout']), 25.0, 70.0)
-  states = [runs.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('table5', states, usable_of(states), compare=True)
   assert [label for label, _ in table.rows] == ['imagenet_spider', 'imagenet_fungus']
   skew, msp = table.rows[0][1][:2]
@@ -363,7 +364,7 @@ def test_bad_report_input(tmp_path):
   result = report_cli(tmp_path)
   assert result.returncode == 2
   assert 'holds no sweep.json' in result.stderr and len(own_lines(result.stderr)) == 1
-  runs.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
+  sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
   result = report_cli(tmp_path, '--compare=paper')
   assert result.returncode == 2 and 'sweep smoke, which has no table in the paper' in result.stderr
 
@@ -400,7 +401,7 @@ def test_one_real_run_is_complete_and_skipped(tmp_path):
   assert first.returncode == 0, first.stdout + first.stderr
   run, = sweeps.select(sweeps.expand('smoke', dict(epochs=1, final_window=1)),
                        ['holdout=0', 'aux=none', 'seed=0'])
-  assert runs.run_state(str(root), run).status == 'complete'
+  assert sweep_root.run_state(str(root), run).status == 'complete'
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # slow: only this test needs it
   tags = {value.tag for path in (root / run.workdir / 'tensorboard').glob('events.out.tfevents.*')
           for event in tf.compat.v1.train.summary_iterator(str(path))

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfanom import serving
-from tfanom.checkpoints import load_run
+from tfanom.inference import export
+from tfanom.inference.scorer import ScoringModule
+from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
-from tfanom.evaluation import EvalConfig, evaluate
-from tfanom.training import train_and_evaluate
+from tfanom.inference.evaluation import EvalConfig, evaluate
+from tfanom.training.run import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SERVING_OUTPUTS = ('probabilities', 'class_id', 'class_name', 'msp_score', 'energy_score',
@@ -80,7 +81,7 @@ def exported(tmp_path_factory):
                           f'--export_dir={export_dir}')
   assert result.returncode == 0, result.stderr
   run = load_run(str(workdir))
-  live = serving.ScoringModule(run, run.config.odin_temperature, run.config.odin_epsilon)
+  live = ScoringModule(run, run.config.odin_temperature, run.config.odin_epsilon)
   return dict(root=root, workdir=workdir, export_dir=export_dir, stdout=result.stdout, run=run,
               live=live)
 
@@ -139,9 +140,11 @@ def test_scores_are_oriented_and_consistent(exported):
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
-  result = subprocess.run(['saved_model_cli', 'show', '--all', '--dir',
-                           str(exported['export_dir'])], capture_output=True, text=True,
-                          check=False)
+  # The module, not the `saved_model_cli` script: a virtual environment's python runs it whether or
+  # not the environment is activated (its scripts are on PATH only then).
+  result = subprocess.run([sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli', 'show',
+                           '--all', '--dir', str(exported['export_dir'])], capture_output=True,
+                          text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert "signature_def['serving_default']" in result.stdout
   assert "signature_def['odin']" in result.stdout
@@ -190,7 +193,7 @@ def test_evaluating_the_export_matches_the_checkpoint(exported):
 
 def test_refuses_a_folder_that_is_not_a_version(exported):
   with pytest.raises(UsageError, match='numbered version folder'):
-    serving.export(exported['run'], str(exported['root'] / 'models' / 'digits'))
+    export.export(exported['run'], str(exported['root'] / 'models' / 'digits'))
 
 
 def fake_save(module, path, signatures):
@@ -205,9 +208,9 @@ def test_refuses_a_non_empty_folder_unless_overwriting(exported, tmp_path, monke
   export_dir.mkdir()
   (export_dir / 'keep.txt').write_text('previous export')
   with pytest.raises(UsageError, match='exists and is not empty.*--overwrite'):
-    serving.export(exported['run'], str(export_dir))
+    export.export(exported['run'], str(export_dir))
   assert (export_dir / 'keep.txt').read_text() == 'previous export'
-  serving.export(exported['run'], str(export_dir), overwrite=True)
+  export.export(exported['run'], str(export_dir), overwrite=True)
   assert [p.name for p in export_dir.iterdir()] == ['saved_model.pb']
   assert [p.name for p in tmp_path.iterdir()] == ['7']
 
@@ -219,12 +222,12 @@ def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
 
   monkeypatch.setattr(tf.saved_model, 'save', failing_save)
   with pytest.raises(OSError, match='disk full'):
-    serving.export(exported['run'], str(tmp_path / '1'))
+    export.export(exported['run'], str(tmp_path / '1'))
   assert list(tmp_path.iterdir()) == []
   previous = tmp_path / '2'
   previous.mkdir()
   (previous / 'saved_model.pb').write_text('previous export')
   with pytest.raises(OSError, match='disk full'):
-    serving.export(exported['run'], str(previous), overwrite=True)
+    export.export(exported['run'], str(previous), overwrite=True)
   assert [p.name for p in tmp_path.iterdir()] == ['2']
   assert (previous / 'saved_model.pb').read_text() == 'previous export'

@@ -12,13 +12,13 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfanom.config import TrainConfig
-from tfanom.data import imagenet
+from tfanom.data import imagenet, subsets
 from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.metrics import skew
-from tfanom.training import train_and_evaluate
+from tfanom.anomaly.metrics import skew
+from tfanom.training.run import train_and_evaluate
 
 # Table 1 of the paper.
 TABLE1_MEMBERS = {'dog': 12, 'car': 10, 'snake': 9, 'spider': 6, 'fungus': 6}
@@ -42,7 +42,7 @@ def write_jpegs(folder: pathlib.Path, colour, count, height=40, width=48):
 
 
 def all_wnids():
-  return [wnid for members in imagenet.SUBSETS.values() for wnid, _ in members]
+  return [wnid for members in subsets.SUBSETS.values() for wnid, _ in members]
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +52,7 @@ def ilsvrc(tmp_path_factory):
   Each class's images have their own colour (its index in its subset), so labels can be checked.
   """
   root = tmp_path_factory.mktemp('ilsvrc')
-  for members in imagenet.SUBSETS.values():
+  for members in subsets.SUBSETS.values():
     for index, (wnid, _) in enumerate(members):
       write_jpegs(root / 'train' / wnid, member_colour(index), TRAIN_PER_MEMBER)
       write_jpegs(root / 'val' / wnid, member_colour(index), TEST_PER_MEMBER)
@@ -63,19 +63,19 @@ def ilsvrc(tmp_path_factory):
 
 
 def test_table8_members_are_ilsvrc2012_classes():
-  valid = set(imagenet.ilsvrc2012_wnids())
+  valid = set(subsets.ilsvrc2012_wnids())
   assert len(valid) == 1000
-  assert {name: len(members) for name, members in imagenet.SUBSETS.items()} == TABLE1_MEMBERS
+  assert {name: len(members) for name, members in subsets.SUBSETS.items()} == TABLE1_MEMBERS
   wnids = all_wnids()
   assert set(wnids) <= valid
   assert len(set(wnids)) == len(wnids)  # no class in two subsets
-  for members in imagenet.SUBSETS.values():
+  for members in subsets.SUBSETS.values():
     names = [name for _, name in members]
     assert len(set(names)) == len(names)
 
 
 def test_every_subset_has_defaults_and_the_imagenet_network():
-  for subset in (*imagenet.SUBSETS, 'subset'):
+  for subset in (*subsets.SUBSETS, 'subset'):
     config = TrainConfig(dataset=f'imagenet_{subset}',
                          members=('n01774750', 'n01773157') if subset == 'subset' else ()
                          ).resolved()
@@ -88,12 +88,12 @@ def test_every_subset_has_defaults_and_the_imagenet_network():
   assert stl10.epochs == 2 * cifar10.epochs and cifar10.stem == 'cifar'
 
 
-@pytest.mark.parametrize('subset', list(imagenet.SUBSETS))
+@pytest.mark.parametrize('subset', list(subsets.SUBSETS))
 def test_subset_skew_is_one_member_in_k(ilsvrc, tmp_path, subset):
   source = load_source(f'imagenet_{subset}', str(ilsvrc), SMALL, cache_dir=str(tmp_path))
   members = TABLE1_MEMBERS[subset]
-  assert source.class_names == tuple(name for _, name in imagenet.SUBSETS[subset])
-  assert source.class_ids == tuple(wnid for wnid, _ in imagenet.SUBSETS[subset])
+  assert source.class_names == tuple(name for _, name in subsets.SUBSETS[subset])
+  assert source.class_ids == tuple(wnid for wnid, _ in subsets.SUBSETS[subset])
   assert len(source.test) == TEST_PER_MEMBER * members  # distractors ignored
   assert len(source.train) == TRAIN_PER_MEMBER * members
   assert source.train.images.shape[1:] == (SMALL, SMALL, 3)
@@ -142,8 +142,8 @@ def test_cache_is_reused_and_matches_direct_decoding(ilsvrc, tmp_path, monkeypat
   assert sorted(p.name for p in tmp_path.iterdir()) == cached
   monkeypatch.undo()
   # The cached pixels are those of the shared resize-and-crop decoder.
-  from tfanom.data.sources import decode_images
-  files = sorted(str(p) for p in (ilsvrc / 'train' / imagenet.SUBSETS['fungus'][0][0]).iterdir())
+  from tfanom.data.decoding import decode_images
+  files = sorted(str(p) for p in (ilsvrc / 'train' / subsets.SUBSETS['fungus'][0][0]).iterdir())
   np.testing.assert_array_equal(decode_images(files, SMALL)[0], first.train.images[:len(files)])
 
 
@@ -218,8 +218,8 @@ def test_subset_trains_with_cpc(ilsvrc, tmp_path):
 
 def test_tfds_imagenet2012_is_filtered_by_label(tmp_path, monkeypatch):
   """TFDS's prepared imagenet2012 (mocked): members kept in Table 8's order, others dropped."""
-  spider = imagenet.SUBSETS['spider']
-  wnids = list(imagenet.ilsvrc2012_wnids())
+  spider = subsets.SUBSETS['spider']
+  wnids = list(subsets.ilsvrc2012_wnids())
   labels = [wnids.index(wnid) for wnid, _ in spider] + [0, 999]
   colours = [member_colour(i) for i in range(len(spider))] + [np.zeros(3, np.uint8)] * 2
 
@@ -251,7 +251,7 @@ def test_missing_member_folders_are_named(ilsvrc, tmp_path):
   root = tmp_path / 'partial'
   for split in ('train', 'val'):
     (root / split).mkdir(parents=True)
-    for wnid, _ in imagenet.SUBSETS['spider'][2:]:  # the first two members are missing
+    for wnid, _ in subsets.SUBSETS['spider'][2:]:  # the first two members are missing
       (root / split / wnid).symlink_to(ilsvrc / split / wnid)
   with pytest.raises(UsageError, match='no folder for n01774750, n01773157: lay ILSVRC2012'):
     load_source('imagenet_spider', str(root), SMALL, cache_dir=str(tmp_path / 'c'))
@@ -260,7 +260,7 @@ def test_missing_member_folders_are_named(ilsvrc, tmp_path):
 def test_member_without_images_is_named(ilsvrc, tmp_path):
   root = tmp_path / 'empty'
   for split in ('train', 'val'):
-    for wnid, _ in imagenet.SUBSETS['fungus']:
+    for wnid, _ in subsets.SUBSETS['fungus']:
       (root / split).mkdir(parents=True, exist_ok=True)
       if wnid == 'n13044778' and split == 'val':
         (root / split / wnid).mkdir()
@@ -305,6 +305,6 @@ def test_cli_reports_missing_members_in_one_line(tmp_path):
   assert process.returncode == 2
   message = [line for line in process.stderr.splitlines() if line.startswith('tfanom.train')]
   assert message == [f'tfanom.train: error: {tmp_path / "train"} has no folder for '
-                     f'{", ".join(w for w, _ in imagenet.SUBSETS["spider"])}: lay ILSVRC2012 '
+                     f'{", ".join(w for w, _ in subsets.SUBSETS["spider"])}: lay ILSVRC2012 '
                      f'out as {imagenet.LAYOUT} (validation images sorted into class folders)']
   assert 'Traceback' not in process.stderr

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfanom import metrics
-from tfanom.checkpoints import load_run
+from tfanom.anomaly import metrics
+from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
-from tfanom.evaluation import EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, evaluate
-from tfanom.models import checkpoint_variables
-from tfanom.training import CHECKPOINT_DIR, CONFIG_FILE, train_and_evaluate
+from tfanom.inference.evaluation import EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, evaluate
+from tfanom.models.wide_resnet import checkpoint_variables
+from tfanom.training.run import train_and_evaluate
+from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METRICS = ('ap', 'auroc', 'aupr_in', 'fpr95')

@@ -10,7 +10,7 @@ import pytest
 
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
-from tfanom.trials import aggregate_results, aggregate_table, trial_configs
+from tfanom.training.run import aggregate_results, aggregate_table, trial_configs
 
 
 def fake_results(seed, accuracy, msp, odin, final_msp):

@@ -9,10 +9,12 @@ import tensorflow_datasets as tfds
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline, center_mask
-from tfanom.data.sources import LabelledImages, Source, load_source
+from tfanom.data.arrays import LabelledImages, Source
+from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
-from tfanom.models import build_wide_resnet
-from tfanom.training import train_and_evaluate, wrn_config
+from tfanom.models.wide_resnet import build_wide_resnet
+from tfanom.models import wrn_config
+from tfanom.training.run import train_and_evaluate
 
 
 def expected_trainable_parameters(depth, width, num_classes, extra_groups=0, stem='cifar'):

@@ -15,9 +15,9 @@ import tensorflow as tf
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import make_holdout
 from tfanom.data.sources import load_digits
-from tfanom.training import Trainer, TrainingDiverged
+from tfanom.training.loop import Trainer, TrainingDiverged
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--dropout=0.3',
         '--batch_size=128', '--steps_per_loop=2']
 

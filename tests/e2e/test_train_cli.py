@@ -11,13 +11,14 @@ import pytest
 from conftest import own_lines
 from absl import flags
 
-from tfanom import train as train_cli
+from tfanom.cli import train as train_cli
 from tfanom.config import DATASET_DEFAULTS, TrainConfig
 from tfanom.errors import UsageError
-from tfanom.results import RESULTS_FILE
-from tfanom.training import CONFIG_FILE, train_and_evaluate
+from tfanom.workdir import RESULTS_FILE
+from tfanom.training.run import train_and_evaluate
+from tfanom.workdir import CONFIG_FILE
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GOOD_FLAGS = dict(dataset='digits', holdout='3', epochs='2', depth='10', width='1',
                   final_window='2')
 RESULT_KEYS = {'dataset', 'holdout', 'aux', 'seed', 'flags', 'accuracy', 'skew', 'ap', 'history',

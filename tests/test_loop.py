@@ -8,9 +8,11 @@ import pytest
 import tensorflow as tf
 
 from tfanom.errors import UsageError
-from tfanom.models import TaskBatchNorm
-from tfanom.training import (CONFIG_FILE, Trainer, check_workdir_config, final_metrics,
-                             make_strategy)
+from tfanom.models.wide_resnet import TaskBatchNorm
+from tfanom.training.distribute import make_strategy
+from tfanom.training.loop import Trainer
+from tfanom.training.results import final_metrics
+from tfanom.workdir import CONFIG_FILE, check_resumable
 
 
 STRATEGIES = ('default', 'onedevice', 'mirrored')
@@ -194,12 +196,12 @@ def test_resume_continues_from_the_saved_epoch(strategy_runs, digits_split, make
 def test_workdir_with_other_settings_is_refused(tmp_path, make_config):
   config = make_config(workdir=str(tmp_path))
   (tmp_path / CONFIG_FILE).write_text(json.dumps(config.to_dict()))
-  check_workdir_config(str(tmp_path), config)
+  check_resumable(str(tmp_path), config)
   # Settings that do not change the result may differ on resumption.
-  check_workdir_config(str(tmp_path), make_config(workdir='elsewhere', strategy='mirrored',
+  check_resumable(str(tmp_path), make_config(workdir='elsewhere', strategy='mirrored',
                                                   steps_per_loop=7, eval_batch_size=50))
   with pytest.raises(UsageError, match=r"epochs=2 there, 3 now.*use another --workdir"):
-    check_workdir_config(str(tmp_path), make_config(workdir=str(tmp_path), epochs=3))
+    check_resumable(str(tmp_path), make_config(workdir=str(tmp_path), epochs=3))
 
 
 def test_final_metrics_average_the_last_window():

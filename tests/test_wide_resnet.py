@@ -10,7 +10,7 @@ from conftest import tiny_config
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.rotation import RotationTask, rotate_batch
 from tfanom.errors import UsageError
-from tfanom.models import (TaskBatchNorm, WRNConfig, build_wide_resnet, checkpoint_variables,
+from tfanom.models.wide_resnet import (TaskBatchNorm, WRNConfig, build_wide_resnet, checkpoint_variables,
                            weight_decay_variables)
 
 RGB_MEAN, RGB_STD = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
