@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags
 
+from tfanom.cli.flags import run_command
+
 _ROOT = flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).')
 _OUT = flags.DEFINE_string('out', None, 'Where to write the PNGs; default ROOT/plots.')
 _SCORES = flags.DEFINE_list('scores', ['msp', 'odin'], 'Scores of scores.npz to draw PR curves of.')
@@ -80,7 +82,7 @@ def main(argv):
 
 def run_main():
   """The `tfanom-plot` console script."""
-  app.run(main)
+  run_command(main, sys.modules[__name__])
 
 
 if __name__ == '__main__':

@@ -13,6 +13,8 @@ import sys
 
 from absl import app, flags
 
+from tfanom.cli.flags import run_command
+
 _ROOT = flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).')
 _FORMAT = flags.DEFINE_enum('format', 'markdown', ['markdown', 'latex', 'csv'], 'Output format.')
 _COMPARE = flags.DEFINE_enum('compare', None, ['paper'], 'paper: the paper\'s numbers beside ours, '
@@ -58,7 +60,7 @@ def main(argv):
 
 def run_main():
   """The `tfanom-report` console script."""
-  app.run(main)
+  run_command(main, sys.modules[__name__])
 
 
 if __name__ == '__main__':

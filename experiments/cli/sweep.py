@@ -19,6 +19,8 @@ import sys
 
 from absl import app, flags
 
+from tfanom.cli.flags import run_command
+
 _SWEEP = flags.DEFINE_string('sweep', None, 'The sweep to run: table3, table4, table5, table6, '
                              'table7 or smoke (see experiments/sweeps.py).')
 _ROOT = flags.DEFINE_string('root', None, 'Directory holding the sweep: sweep.json and one workdir '
@@ -94,7 +96,7 @@ def main(argv):
 
 def run_main():
   """The `tfanom-sweep` console script."""
-  app.run(main)
+  run_command(main, sys.modules[__name__])
 
 
 if __name__ == '__main__':

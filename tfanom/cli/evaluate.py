@@ -10,17 +10,22 @@ is_anomaly) in --workdir, then prints a table. Every score is higher for more an
 (docs/scores.md).
 """
 
+import sys
+
 from tfanom.cli.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from absl import app, logging  # noqa: E402  pylint: disable=g-import-not-at-top
+from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from tfanom.cli.flags import config_from_flags, define_flags  # noqa: E402
+from tfanom.cli import flags as cli_flags  # noqa: E402
+from tfanom.cli.flags import config_from_flags, define_flags, run_command  # noqa: E402
 from tfanom.errors import reported_as_one_line  # noqa: E402
 from tfanom.inference.evaluation import EvalConfig, evaluate  # noqa: E402
 
+# --help lists the key flags of the main module: the generated ones count as this module's.
 _SETTINGS = define_flags(EvalConfig)
+flags.adopt_module_key_flags(cli_flags)
 
 
 def main(argv):
@@ -33,7 +38,7 @@ def main(argv):
 
 def run_main():
   """The `tfanom-evaluate` console script."""
-  app.run(main)
+  run_command(main, sys.modules[__name__])
 
 
 if __name__ == '__main__':

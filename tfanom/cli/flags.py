@@ -7,8 +7,9 @@ and infinities when they are parsed.
 
 import dataclasses
 import math
+import sys
 
-from absl import flags
+from absl import app, flags
 
 from tfanom.config import setting_kinds
 
@@ -16,28 +17,28 @@ _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEF
            bool: flags.DEFINE_bool}
 
 
-def define_flags(config_class, skip=()) -> dict:
-  """One flag per field of `config_class` (a dataclass of `tfanom.config.setting` fields) but
-  those in `skip`. Returns the flag holders by field name."""
+def define_flags(config_class, flag_values=flags.FLAGS) -> dict:
+  """One flag per field of `config_class` (a dataclass of `tfanom.config.setting` fields), in
+  `flag_values`. Returns the flag holders by field name."""
   kinds = setting_kinds(config_class)
   holders = {}
   for field in dataclasses.fields(config_class):
-    if field.name in skip:
-      continue
     kind, is_list = kinds[field.name]
     help_text = field.metadata['help']
     if is_list:
       default = ','.join(str(v) for v in field.default) if field.default else None
-      holder = flags.DEFINE_list(field.name, default, help_text)
+      holder = flags.DEFINE_list(field.name, default, help_text, flag_values=flag_values)
       if kind is float:
-        flags.register_validator(field.name, _finite_list, f'--{field.name} takes finite numbers')
+        flags.register_validator(field.name, _finite_list, f'--{field.name} takes finite numbers',
+                                 flag_values=flag_values)
     else:
-      holder = _DEFINE[kind](field.name, field.default, help_text,
+      holder = _DEFINE[kind](field.name, field.default, help_text, flag_values=flag_values,
                              required=field.metadata.get('required', False))
       if kind is float:
-        flags.register_validator(field.name, _finite, f'--{field.name} must be a finite number')
+        flags.register_validator(field.name, _finite, f'--{field.name} must be a finite number',
+                                 flag_values=flag_values)
     for alias in field.metadata.get('aliases', ()):
-      flags.DEFINE_alias(alias, field.name)
+      flags.DEFINE_alias(alias, field.name, flag_values=flag_values)
     holders[field.name] = (holder, kind, is_list)
   return holders
 
@@ -62,3 +63,17 @@ def _finite_list(values) -> bool:
     return all(math.isfinite(float(v)) for v in values or ())
   except ValueError:
     return False
+
+
+def run_command(main, module) -> None:
+  """`app.run(main)` for the command line defined in `module`, however it was started.
+
+  absl's --help lists the key flags and the docstring of the program's main module, which is the
+  console script or the `python -m tfanom.train` alias rather than `module`: both are handed over
+  to it first.
+  """
+  program = sys.argv[0]
+  for flag in flags.FLAGS.get_key_flags_for_module(module):
+    flags.FLAGS.register_key_flag_for_module(program, flag)
+  sys.modules['__main__'].__doc__ = module.__doc__
+  app.run(main)
