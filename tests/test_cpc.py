@@ -156,7 +156,7 @@ def test_bad_cpc_flags_fail_before_training():
 
 
 def test_digits_with_cpc_trains_and_reports_ap(tmp_path):
-  # lambda = 1: at the paper's 10, three epochs of digits leave CPC at chance (README, "Contrastive predictive coding").
+  # lambda = 1: at the paper's 10, three epochs of digits leave CPC at chance (docs/cpc.md).
   config = TrainConfig(dataset='digits', holdout='5', depth=10, width=1, dropout=0.0,
                        batch_size=128, epochs=3, final_window=1, aux='cpc', aux_weight=1.0,
                        workdir=str(tmp_path / 'run'))

@@ -1,6 +1,6 @@
 """The accelerator fast path: --mixed_precision and --xla train a tiny model and score like float32.
 
-Tolerances (stated in the README, "Performance"): on the same weights, XLA scores agree with the
+Tolerances (stated in docs/performance.md): on the same weights, XLA scores agree with the
 graph path to 1e-4 and 16-bit scores to 0.03 in MSP (bfloat16 keeps 8 bits of mantissa in the trunk);
 AP differs by at most 2 points. One epoch of training gives a classification loss within 0.02 of
 float32's.

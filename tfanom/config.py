@@ -57,8 +57,8 @@ def check_precision(name: str) -> None:
 
 
 def setting(default, doc: str, resumable: bool = False, aliases=(), required=False):
-  """A config field: its default, its flag's help text `doc`, and (TrainConfig) whether a resumed run
-  may change it (`resumable`: it does not change what the run computes, e.g. where the data
+  """A config field: its default, its flag's help text `doc`, and (TrainConfig) whether a resumed
+  run may change it (`resumable`: it does not change what the run computes, e.g. where the data
   lives). `required`: the command line must give it (its default is None)."""
   return dataclasses.field(default=default,
                            metadata=dict(help=doc, resumable=resumable, aliases=tuple(aliases),
@@ -254,7 +254,8 @@ def parse_setting(name: str, text: str):
                      '--help`)')
   kind, is_list = kinds[name]
   if is_list:
-    return tuple(_parse_scalar(name, kind, part.strip()) for part in text.split(',') if part.strip())
+    return tuple(_parse_scalar(name, kind, part.strip()) for part in text.split(',')
+                 if part.strip())
   return _parse_scalar(name, kind, text)
 
 

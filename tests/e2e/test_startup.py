@@ -35,7 +35,8 @@ def test_start_up_is_quiet_by_default():
   assert result.stderr.splitlines() == ['own line']
 
 
-@pytest.mark.parametrize('argv, env', [(['--verbosity=1'], {}), ([], {'TF_CPP_MIN_LOG_LEVEL': '0'})])
+@pytest.mark.parametrize('argv, env', [(['--verbosity=1'], {}),
+                                       ([], {'TF_CPP_MIN_LOG_LEVEL': '0'})])
 def test_verbosity_or_the_environment_brings_the_lines_back(argv, env):
   assert native_lines(run(argv, **env).stderr)
 

@@ -1,4 +1,5 @@
-"""Labelled images in memory: the arrays every source returns and the hold-out split selects from."""
+"""Labelled images in memory: the arrays every source returns and the hold-out split selects
+from."""
 
 import dataclasses
 

@@ -59,11 +59,12 @@ def _folder_split(split_dir: pathlib.Path, wnids, image_size: int) -> _EncodedSp
 
 
 def _tfds_splits(data_dir: str, wnids, image_size: int) -> dict[str, _EncodedSplit]:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  # slow; only TFDS needs it
+  # Slow to import, and only this path needs it.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder('imagenet2012', data_dir=data_dir)
   if not builder.is_prepared():
     raise UsageError(f'--data_dir={data_dir} holds neither an ILSVRC2012 folder ({LAYOUT}) nor '
-                     'TFDS\'s prepared imagenet2012: see the README, "Benchmarks"')
+                     'TFDS\'s prepared imagenet2012: see docs/protocol.md, "Laying out ILSVRC2012"')
   all_wnids = list(builder.info.features['label'].names)
   original = tf.constant([all_wnids.index(wnid) for wnid in wnids], tf.int64)
 
@@ -71,12 +72,18 @@ def _tfds_splits(data_dir: str, wnids, image_size: int) -> dict[str, _EncodedSpl
     def dataset():
       records = builder.as_dataset(split=tfds_split, shuffle_files=False,
                                    decoders={'image': tfds.decode.SkipDecoding()})
-      # The subset's label is the member's position in the subset, -1 for any other class.
-      relabelled = records.map(lambda record: (
-          record['image'],
-          tf.reduce_max(tf.where(record['label'] == original,
-                                 tf.range(len(wnids), dtype=tf.int64), -1))))
-      return relabelled.filter(lambda image, label: label >= 0)
+      # Named functions, not lambdas: autograph reads a lambda's source to convert it, and it once
+      # took the filter's two-argument lambda for the map's (a TypeError in the suite).
+      def relabel(record):
+        # The subset's label is the member's position in the subset, -1 for any other class.
+        return record['image'], tf.reduce_max(tf.where(record['label'] == original,
+                                                       tf.range(len(wnids), dtype=tf.int64), -1))
+
+      def is_member(image, label):
+        del image
+        return label >= 0
+
+      return records.map(relabel).filter(is_member)
 
     key = _digest(['tfds', builder.data_dir, tfds_split, image_size, list(wnids)])
     return _EncodedSplit(tfds_split, key, dataset,

@@ -55,7 +55,7 @@ def subset_members(dataset: str, members=()) -> tuple[tuple[str, str], ...]:
     what = ('is not an ILSVRC2012 WordNet id' if len(unknown) == 1
             else 'are not ILSVRC2012 WordNet ids')
     raise UsageError(f'--members: {", ".join(unknown)} {what}: give ids such as n02091244 (see '
-                     'the README, "Benchmarks")')
+                     'docs/protocol.md, "The ImageNet subsets")')
   if len(set(members)) != len(members) or len(members) < 2:
     raise UsageError(f'--members={",".join(members)} must name at least two different classes')
   names = {wnid: name for table in SUBSETS.values() for wnid, name in table}

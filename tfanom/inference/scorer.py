@@ -8,8 +8,8 @@ and `tfanom.export` saves. Saved, it keeps two signatures for TF Serving:
   `msp_score`, `energy_score`, `max_logit_score`;
 - `odin`: the same images -> `odin_score` (ODIN's input gradient step runs inside the graph);
 every `*_score` is higher for more anomalous inputs (`max_logit_score` is the negated max logit).
-It also keeps the functions `tfanom.inference.evaluation` scores with, and the run's metadata (class names,
-held-out class, training config), so an export can be evaluated like a workdir.
+It also keeps the functions `tfanom.inference.evaluation` scores with, and the run's metadata
+(class names, held-out class, training config), so an export can be evaluated like a workdir.
 """
 
 import json

@@ -19,7 +19,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
   if name == 'multiworker':
     if 'TF_CONFIG' not in os.environ:
       raise UsageError('--strategy=multiworker needs the TF_CONFIG environment variable on every '
-                       'worker (see the README, "Running at scale")')
+                       'worker (see docs/training.md, "Strategies and several machines")')
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == 'tpu':
     try:
