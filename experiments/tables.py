@@ -57,12 +57,24 @@ class Table:
   compare: str | None  # the paper's table name when comparing
 
 
-def run_metrics(results: dict) -> tuple[dict, bool]:
-  """A run's metrics from `final`, else from its last evaluation; and whether it fell back."""
+def run_metrics(results: dict, evaluation: dict | None = None,
+                scores: tuple[str, ...] = ()) -> tuple[dict, bool]:
+  """A run's metrics from `final`, else from its last evaluation; and whether it fell back.
+
+  `scores`: more scores' AP, from the run's `evaluation` (its eval.json, written by
+  tfanom.evaluate for the last checkpoint); a KeyError when it lacks one.
+  """
   source = results['final'] or results
+  extra = {name: float(evaluation['scores'][name]['ap']) for name in scores}
   return (dict(msp=float(source['ap']['msp']), odin=float(source['ap']['odin']),
-               accuracy=float(source['accuracy']), skew=float(source['skew'])),
+               accuracy=float(source['accuracy']), skew=float(source['skew']), **extra),
           not results['final'])
+
+
+def metric_columns(scores: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+  """(metric, heading) per column of a variant: MSP, ODIN, the extra `scores`, accuracy."""
+  return METRICS[:2] + tuple((name, name) for name in scores if name not in ('msp', 'odin')) + \
+      METRICS[2:]
 
 
 def variant_key(settings: dict) -> str:
@@ -97,8 +109,11 @@ def _stat(values: list[float]):
   return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else None
 
 
-def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool) -> Table:
-  """`usable`: run workdir -> (metrics, fell back) for the runs that count."""
+def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool,
+                scores: tuple[str, ...] = ()) -> Table:
+  """`usable`: run workdir -> (metrics, fell back) for the runs that count; `scores`: more
+  columns, which `run_metrics` read from each run's eval.json."""
+  columns_of_variant = metric_columns(scores)
   labels = variant_labels(states)
   variants = list(labels)
   datasets = list(dict.fromkeys(state.run.settings['dataset'] for state in states))
@@ -120,7 +135,7 @@ def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool)
     aux = json.loads(variant).get('aux', 'none')
     return paper_numbers.paper_value(sweep, row, aux, metric)
 
-  columns = [Column(labels[v], label) for v in variants for _, label in METRICS]
+  columns = [Column(labels[v], label) for v in variants for _, label in columns_of_variant]
   holdouts = {dataset: sorted(set().union(*by_variant.values()), key=_holdout_order)
               for dataset, by_variant in trials.items()}
   if len(datasets) == 1:
@@ -133,12 +148,12 @@ def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool)
                or f'class {holdout}')
       rows.append((label, [_class_cell(by_variant.get(v, {}).get(holdout, {}), metric,
                                        lookup(index, v, metric))
-                           for v in variants for metric, _ in METRICS]))
+                           for v in variants for metric, _ in columns_of_variant]))
     rows.append(('Average', [_average_cell(by_variant.get(v, {}), metric,
                                            lookup('Average', v, metric))
-                             for v in variants for metric, _ in METRICS]))
-    return Table(f'{sweep}: {dataset}', 'Anomaly', columns, rows, _notes(states, rows, paper),
-                 paper)
+                             for v in variants for metric, _ in columns_of_variant]))
+    return Table(f'{sweep}: {dataset}', 'Anomaly', columns, rows,
+                 _notes(states, rows, paper, scores), paper)
   rows = []
   for dataset in datasets:
     member_skews = {}  # the skew is the data's: any complete run of a member gives it
@@ -152,9 +167,10 @@ def build_table(sweep: str, states: list[RunState], usable: dict, compare: bool)
                 paper=(paper_numbers.paper_skew(sweep, dataset), None) if paper else None)
     rows.append((dataset, [skew] + [_average_cell(trials[dataset].get(v, {}), metric,
                                                   lookup(dataset, v, metric))
-                                    for v in variants for metric, _ in METRICS]))
+                                    for v in variants for metric, _ in columns_of_variant]))
   return Table(f'{sweep}: {", ".join(datasets)} (each row averaged over its hold-out classes)',
-               'Dataset', [Column('', 'Skew')] + columns, rows, _notes(states, rows, paper), paper)
+               'Dataset', [Column('', 'Skew')] + columns, rows, _notes(states, rows, paper, scores),
+               paper)
 
 
 def _paper_row_name(sweep: str, index: int | None):
@@ -189,7 +205,7 @@ def _average_cell(by_holdout: dict, metric: str, paper) -> Cell:
               len(used), sum(len(s) for s in by_holdout.values()), any(f for _, f in used), paper)
 
 
-def _notes(states, rows, paper) -> list[str]:
+def _notes(states, rows, paper, scores=()) -> list[str]:
   shared = {}
   for key, value in states[0].run.settings.items():
     if key not in RUN_KEYS and all(s.run.settings.get(key) == value for s in states):
@@ -200,6 +216,10 @@ def _notes(states, rows, paper) -> list[str]:
   notes.append('Each value: mean ± std (ddof=0) over trials (seeds) of each run\'s `final` '
                'metrics (the mean of its last-epoch evaluations). Average: mean over classes of '
                'the per-class means; ± = std over trials of the per-trial class average.')
+  extra = [name for name, _ in metric_columns(scores) if name in scores]
+  if extra:
+    notes.append(f'{", ".join(extra)}: the AP in each run\'s eval.json (tfanom.evaluate on its '
+                 'last checkpoint), not a mean over epochs.')
   cells = [cell for _, row in rows for cell in row]
   if any(cell.incomplete for cell in cells):
     notes.append('(k/n): only k of the n runs behind this value are complete; the others are '

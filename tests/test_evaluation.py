@@ -83,8 +83,13 @@ def test_prints_progress_and_a_table(evaluated):
   assert lines[header].split() == ['score', 'AP', 'AUROC', 'AUPR-In', 'FPR95']
   rows = [line.split() for line in lines[header + 1:]]
   assert [row[0] for row in rows] == list(SCORES)
-  ap = evaluated['report']['scores']['knn']['ap']
-  assert rows[SCORES.index('knn')][1] == f'{ap:.2f}'
+  # `*` marks the best value of each column: the highest AP, the lowest FPR95.
+  values = evaluated['report']['scores']
+  for column, key, best in ((1, 'ap', max), (4, 'fpr95', min)):
+    top = best(values[name][key] for name in SCORES)
+    for row, name in zip(rows, SCORES):
+      assert row[column].rstrip('*') == f'{values[name][key]:.2f}'
+      assert row[column].endswith('*') == (values[name][key] == top), (name, key)
 
 
 def test_a_subset_of_scores_reuses_the_feature_cache(evaluated, tmp_path):
@@ -140,6 +145,8 @@ def test_rotation_score_needs_a_rotation_head(evaluated, tmp_path):
   (workdir / CONFIG_FILE).write_text(json.dumps(dict(config, aux='none')))
   with pytest.raises(UsageError, match='--scores=rotation needs a rotation head.*--aux=none'):
     evaluate(EvalConfig(workdir=str(workdir), scores=('rotation',)))
+  with pytest.raises(UsageError, match='--scores=rotpred needs a rotation head'):
+    evaluate(EvalConfig(workdir=str(workdir), scores=('msp', 'rotpred')))
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -346,6 +346,28 @@ def test_report_compares_with_the_paper(tmp_path):
   assert 'Average,40.0000,,3,30,34.9200,0.4100,5.0800,' in csv_result.stdout
 
 
+def test_report_puts_more_scores_beside_msp_and_odin(tmp_path):
+  chosen = sweeps.select(sweeps.expand('smoke'), ['holdout=0', 'aux=rotation'])
+  sweep_root.record_definition(str(tmp_path), 'smoke', chosen)
+  for run in chosen:
+    write_results(tmp_path, run, 10.0, 12.0, 90.0)
+    if run.settings['seed'] == 0:  # seed 1 was never evaluated
+      evaluation = dict(scores=dict(rotpred=dict(ap=33.0, auroc=80.0), knn=dict(ap=21.0)))
+      (tmp_path / run.workdir / 'eval.json').write_text(json.dumps(evaluation))
+  result = report_cli(tmp_path, '--scores=rotpred,knn')
+  assert result.returncode == 0, result.stderr
+  assert ('| Anomaly | Rotation-augmented MSP | Rotation-augmented ODIN | Rotation-augmented '
+          'rotpred | Rotation-augmented knn | Rotation-augmented Accuracy |') in result.stdout
+  assert '| c0 | 10.00 (1/2) | 12.00 (1/2) | 33.00 (1/2) | 21.00 (1/2) | 90.00 (1/2) |' in (
+      result.stdout)
+  assert "rotpred, knn: the AP in each run's eval.json" in result.stdout
+  assert 'has no readable eval.json' in result.stderr
+  assert 'python -m tfanom.evaluate --workdir=' in result.stderr
+  bad = report_cli(tmp_path, '--scores=rotpred,nope')
+  assert bad.returncode == 2 and 'unknown score nope' in bad.stderr
+  assert len(own_lines(bad.stderr)) == 1
+
+
 def test_report_one_row_per_dataset_with_skew(tmp_path):
   chosen = sweeps.select(sweeps.expand('table5'), ['dataset=imagenet_spider',
                                                    'dataset=imagenet_fungus', 'seed=0'])

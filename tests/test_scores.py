@@ -70,9 +70,18 @@ def class_features(num_classes=3, per_class=40, dim=6, dead=1):
   return features.astype(np.float32), labels
 
 
+def class_head(dim=6, num_classes=3):
+  return RNG.normal(size=(dim, num_classes)), RNG.normal(size=num_classes)
+
+
+def fit(features, labels, num_classes):
+  return FeatureStatistics.fit(features, labels, num_classes, *class_head(features.shape[1],
+                                                                          num_classes))
+
+
 def test_mahalanobis_matches_the_tied_covariance_of_scikit_learn():
   features, labels = class_features()
-  statistics = FeatureStatistics.fit(features, labels, 3)
+  statistics = fit(features, labels, 3)
   features = features.astype(np.float64)
   means = np.stack([features[labels == c].mean(0) for c in range(3)])
   # Lee et al.'s code fits EmpiricalCovariance to the class-centred features.
@@ -89,7 +98,7 @@ def test_mahalanobis_matches_the_tied_covariance_of_scikit_learn():
 
 def test_knn_is_the_distance_to_the_kth_nearest_normalised_training_feature():
   features, labels = class_features()
-  statistics = FeatureStatistics.fit(features, labels, 3)
+  statistics = fit(features, labels, 3)
   queries = RNG.normal(0.0, 3.0, (7, 6)).astype(np.float32)
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
   distances = np.linalg.norm(unit(queries)[:, None] - unit(features)[None], axis=-1)
@@ -111,38 +120,21 @@ def test_rotation_sums_the_negative_log_likelihood_over_the_rotations():
                              rtol=1e-5)
 
 
-def test_feature_statistics_cache_is_keyed_by_fingerprint(tmp_path):
-  features, labels = class_features()
-  statistics = FeatureStatistics.fit(features, labels, 3)
-  path = str(tmp_path / 'stats.npz')
-  statistics.save(path, 'model-a')
-  loaded = FeatureStatistics.load(path, 'model-a')
-  np.testing.assert_array_equal(loaded.bank, statistics.bank)
-  np.testing.assert_array_equal(loaded.precision, statistics.precision)
-  assert FeatureStatistics.load(path, 'model-b') is None
-  assert FeatureStatistics.load(str(tmp_path / 'missing.npz'), 'model-a') is None
-  (tmp_path / 'corrupt.npz').write_bytes(b'not a zip file')
-  assert FeatureStatistics.load(str(tmp_path / 'corrupt.npz'), 'model-a') is None
-
-
-def test_feature_statistics_need_every_class():
-  features, labels = class_features()
-  with pytest.raises(ValueError, match=r'classes \[3\]'):
-    FeatureStatistics.fit(features, labels, 4)
-
-
 # A synthetic problem: two known classes far apart along x, a linear classifier separating them,
-# and anomalies midway between the clusters, where the classifier is unsure and no training
-# feature lies.
+# and anomalies midway between the clusters along x, where the classifier is unsure, and far along
+# z, where no training feature lies.
 CENTRE = 4.0
-CLASSIFIER = np.array([[-1.0, 1.0], [0.0, 0.0]], np.float32)  # logits = x @ CLASSIFIER
+FAR = 6.0
+CLASSIFIER = np.array([[-1.0, 1.0], [0.0, 0.0], [0.0, 0.0]], np.float32)  # logits = x @ W
+NO_BIAS = np.zeros(2, np.float32)
 
 
 def two_clusters(per_class, anomalies):
   labels = np.repeat([0, 1], per_class)
-  normal = np.stack([np.where(labels == 0, -CENTRE, CENTRE), np.zeros(len(labels))], 1)
+  normal = np.stack([np.where(labels == 0, -CENTRE, CENTRE), np.zeros(len(labels)),
+                     np.zeros(len(labels))], 1)
   normal += RNG.normal(0.0, 0.5, normal.shape)
-  outliers = RNG.normal(0.0, 0.5, (anomalies, 2))
+  outliers = RNG.normal(0.0, 0.5, (anomalies, 3)) + [0.0, 0.0, FAR]
   return normal.astype(np.float32), labels, outliers.astype(np.float32)
 
 
@@ -152,7 +144,7 @@ def assert_detects(normal_scores, anomaly_scores):
   assert float(metrics.auroc(is_anomaly, values)) > 0.95
 
 
-@pytest.mark.parametrize('name', ['msp', 'energy', 'max_logit'])
+@pytest.mark.parametrize('name', ['msp', 'energy', 'max_logit', 'gen'])
 def test_logit_scores_are_higher_on_anomalies(name):
   normal, _, anomalies = two_clusters(100, 20)
   score = getattr(scores, name)
@@ -165,19 +157,28 @@ def test_odin_is_higher_on_anomalies():
   assert_detects(score(normal), score(anomalies))
 
 
-@pytest.mark.parametrize('name', ['mahalanobis', 'knn'])
+FEATURE_SCORES = dict(
+    mahalanobis=lambda x, s: scores.mahalanobis(x, s.class_means, s.precision),
+    knn=lambda x, s: scores.knn(x, s.bank, k=10),
+    rmds=lambda x, s: scores.rmds(x, s.class_means, s.precision, s.background_mean,
+                                  s.background_precision),
+    vim=lambda x, s: scores.vim(x, x @ CLASSIFIER, s.vim_origin, s.vim_residual_basis,
+                                s.vim_alpha),
+    fdbd=lambda x, s: scores.fdbd(x, x @ CLASSIFIER, CLASSIFIER, s.background_mean),
+    react_energy=lambda x, s: scores.react_energy(x, CLASSIFIER, NO_BIAS, s.react_threshold))
+
+
+@pytest.mark.parametrize('name', sorted(FEATURE_SCORES))
 def test_feature_scores_are_higher_on_anomalies(name):
   train, labels, _ = two_clusters(200, 0)
-  statistics = FeatureStatistics.fit(train, labels, 2)
+  statistics = FeatureStatistics.fit(train, labels, 2, CLASSIFIER, NO_BIAS)
   normal, _, anomalies = two_clusters(100, 20)
-  if name == 'mahalanobis':
-    score = lambda x: scores.mahalanobis(x, statistics.class_means, statistics.precision)
-  else:
-    score = lambda x: scores.knn(x, statistics.bank, k=10)
+  score = lambda x: FEATURE_SCORES[name](x, statistics)
   assert_detects(score(normal), score(anomalies))
 
 
-def test_rotation_is_higher_on_images_without_an_orientation():
+@pytest.mark.parametrize('combined', [False, True], ids=['rotation', 'rotpred'])
+def test_rotation_is_higher_on_images_without_an_orientation(combined):
   # Normal images have a bright top row, so a head that reads off which edge is bright knows
   # their rotation; anomalies are uniform and look the same under every rotation.
   normal = np.zeros((20, 8, 8, 1), np.float32)
@@ -190,9 +191,118 @@ def test_rotation_is_higher_on_images_without_an_orientation():
     # rot90 turns counter-clockwise: the top row moves to the left column, then the bottom row...
     edges = tf.stack([rotated[:, 0, :, 0], rotated[:, :, 0, 0], rotated[:, -1, :, 0],
                       rotated[:, :, -1, 0]], axis=1)
-    return scores.rotation(10.0 * tf.reduce_mean(edges, axis=-1), labels, NUM_ROTATIONS)
+    nll = scores.rotation(10.0 * tf.reduce_mean(edges, axis=-1), labels, NUM_ROTATIONS)
+    if not combined:
+      return nll
+    # A classifier as sure of the anomalies as of the normal images: only the rotation tells.
+    return scores.rotpred(tf.fill([len(images), 3], 2.0) * [1.0, 0.0, 0.0], nll, NUM_ROTATIONS)
 
   assert_detects(score(normal), score(anomalies))
+
+
+# The newer scores against NumPy re-implementations of their papers' formulas ---------------------
+
+def np_log_softmax(logits):
+  return logits - np_logsumexp(logits)[:, None]
+
+
+def test_rotpred_is_the_ss_ood_combined_score():
+  batch, num_classes = 6, 5
+  class_logits = RNG.normal(0.0, 2.0, (batch, num_classes)).astype(np.float32)
+  rotation_logits = RNG.normal(0.0, 2.0, (NUM_ROTATIONS * batch, NUM_ROTATIONS)).astype(np.float32)
+  labels = np.repeat(np.arange(NUM_ROTATIONS), batch)
+  # ss-ood: kl_div(log_softmax(logits), uniform).sum(1) is sum_c u (log u - log p_c); the rotation
+  # term is the KL from the one-hot true rotation, i.e. its NLL, averaged over the four rotations;
+  # the code's score (higher = normal) is the classification term minus the rotation term.
+  uniform = np.full(num_classes, 1.0 / num_classes)
+  classification = (uniform * (np.log(uniform) - np_log_softmax(class_logits))).sum(1)
+  rotation_kl = -np_log_softmax(rotation_logits)[np.arange(len(labels)), labels]
+  in_distribution = classification - rotation_kl.reshape(NUM_ROTATIONS, batch).mean(0)
+  nll = scores.rotation(rotation_logits, labels, NUM_ROTATIONS)
+  np.testing.assert_allclose(scores.rotpred(class_logits, nll, NUM_ROTATIONS), -in_distribution,
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('top', [100, 3])
+def test_gen_is_the_generalised_entropy_of_the_top_probabilities(top):
+  probabilities = np.sort(np_softmax(LOGITS.astype(np.float64)), axis=1)[:, -top:]
+  expected = (probabilities**0.1 * (1 - probabilities)**0.1).sum(1)
+  np.testing.assert_allclose(scores.gen(LOGITS, 0.1, top), expected, rtol=1e-5)
+
+
+def np_mahalanobis(queries, mean, precision):
+  difference = queries.astype(np.float64) - mean
+  return np.einsum('bd,de,be->b', difference, precision, difference)
+
+
+def test_rmds_is_relative_to_a_background_gaussian_fit_by_scikit_learn():
+  features, labels = class_features()
+  statistics = fit(features, labels, 3)
+  features64 = features.astype(np.float64)
+  means = np.stack([features64[labels == c].mean(0) for c in range(3)])
+  precision = EmpiricalCovariance().fit(features64 - means[labels]).precision_
+  background = EmpiricalCovariance().fit(features64)
+  queries = RNG.normal(0.0, 3.0, (9, 6)).astype(np.float32)
+  relative = np.stack([np_mahalanobis(queries, means[c], precision) for c in range(3)], 1)
+  relative -= np_mahalanobis(queries, background.location_, background.precision_)[:, None]
+  np.testing.assert_allclose(statistics.background_mean, background.location_, rtol=1e-9)
+  np.testing.assert_allclose(statistics.background_precision, background.precision_, rtol=1e-6,
+                             atol=1e-8)
+  actual = scores.rmds(queries, statistics.class_means, statistics.precision,
+                       statistics.background_mean, statistics.background_precision)
+  np.testing.assert_allclose(actual, relative.min(1), rtol=1e-6, atol=1e-6)
+
+
+def test_vim_matches_the_papers_recipe():
+  features, labels = class_features(dim=8)
+  kernel, bias = class_head(8, 3)
+  statistics = FeatureStatistics.fit(features, labels, 3, kernel, bias)
+  # The ViM code: the origin u = -pinv(W) b, the eigenvectors of the second moment about u, the
+  # residual space past the top D/2, and alpha = mean max training logit / mean residual norm.
+  weights = kernel.T  # [C, D], as torch's Linear stores it
+  features64 = features.astype(np.float64)
+  origin = -np.linalg.pinv(weights) @ bias
+  moment = EmpiricalCovariance(assume_centered=True).fit(features64 - origin).covariance_
+  values, vectors = np.linalg.eig(moment)
+  residual = vectors.T[np.argsort(-values)[4:]].T
+  train_logits = features64 @ weights.T + bias
+  alpha = train_logits.max(1).mean() / np.linalg.norm((features64 - origin) @ residual, axis=1).mean()
+  queries = RNG.normal(0.0, 3.0, (9, 8))
+  logits = queries @ weights.T + bias
+  expected = alpha * np.linalg.norm((queries - origin) @ residual, axis=1) - np_logsumexp(logits)
+  np.testing.assert_allclose(statistics.vim_alpha, alpha, rtol=1e-8)
+  actual = scores.vim(queries, logits, statistics.vim_origin, statistics.vim_residual_basis,
+                      statistics.vim_alpha)
+  np.testing.assert_allclose(actual, expected, rtol=1e-6)
+
+
+def test_fdbd_is_the_distance_to_the_decision_boundaries_over_the_distance_to_the_mean():
+  features, labels = class_features(dim=6, num_classes=4)
+  kernel, bias = class_head(6, 4)
+  statistics = FeatureStatistics.fit(features, labels, 4, kernel, bias)
+  queries = RNG.normal(0.0, 3.0, (9, 6))
+  logits = queries @ kernel + bias
+  expected = []
+  for query, row in zip(queries, logits):
+    top = row.argmax()
+    # The distance from the query to the hyperplane where classes top and c tie.
+    distances = [abs(row[top] - row[c]) / np.linalg.norm(kernel[:, top] - kernel[:, c])
+                 for c in range(4) if c != top]
+    expected.append(-sum(distances) / np.linalg.norm(query - features.mean(0)))
+  actual = scores.fdbd(queries, logits, kernel, statistics.background_mean)
+  np.testing.assert_allclose(actual, expected, rtol=1e-5)
+
+
+def test_react_energy_clips_at_the_90th_percentile_of_the_training_features():
+  features, labels = class_features()
+  kernel, bias = class_head(6, 3)
+  statistics = FeatureStatistics.fit(features, labels, 3, kernel, bias)
+  threshold = np.percentile(features, 90)
+  queries = RNG.normal(0.0, 5.0, (9, 6)).astype(np.float32)
+  expected = -np_logsumexp(np.minimum(queries, threshold) @ kernel + bias)
+  np.testing.assert_allclose(statistics.react_threshold, threshold, rtol=1e-6)
+  actual = scores.react_energy(queries, kernel, bias, statistics.react_threshold)
+  np.testing.assert_allclose(actual, expected, rtol=1e-5)
 
 
 # ODIN against finite differences --------------------------------------------------------------------

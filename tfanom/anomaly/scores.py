@@ -20,13 +20,33 @@ From the penultimate features, with statistics of the training set (`tfanom.infe
   among the L2-normalised training features (Sun, Ming, Zhu & Li, "Out-of-Distribution Detection
   with Deep Nearest Neighbors", ICML 2022).
 
+- `rmds`: relative Mahalanobis, the class-conditional distance minus the distance under one
+  Gaussian fit to all training features (Ren, Fort, Liu, Roy, Padhy & Lakshminarayanan, "A Simple
+  Fix to Mahalanobis Distance for Improving Near-OOD Detection", 2021).
+- `vim`: virtual-logit matching, alpha times the norm of the feature's residual outside the
+  principal subspace of the training features, minus the energy's logsumexp (Wang, Li, Feng &
+  Zhang, "ViM: Out-Of-Distribution with Virtual-logit Matching", CVPR 2022).
+- `fdbd`: the negated summed feature distance to the decision boundaries of the predicted class,
+  divided by the distance to the training mean (Liu & Qin, "Fast Decision Boundary based
+  Out-of-Distribution Detector", ICML 2024).
+- `react_energy`: the energy of the logits of features clipped at the 90th percentile of the
+  training features (Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified
+  Activations", NeurIPS 2021).
+
+From the logits alone, also:
+- `gen`: the generalised entropy sum_j p_j^g (1 - p_j)^g of the M largest probabilities, g = 0.1
+  (Liu, Lochman & Zach, "GEN: Pushing the Limits of Softmax-Based Out-of-Distribution Detection",
+  CVPR 2023).
+
 From the auxiliary rotation head:
 - `rotation`: the negative log-likelihood of the true rotation, summed over the four rotations of
   the image (Hendrycks, Mazeika, Kadavath & Song, "Using Self-Supervised Learning Can Improve Model
   Robustness and Uncertainty", NeurIPS 2019).
+- `rotpred`: the same paper's combined score, the mean rotation NLL minus KL(uniform || softmax
+  of the class logits): the classifier's own confidence added to the rotation head's.
 
-No hyperparameter here is tuned on anomalies: ODIN's temperature and step and KNN's k are the
-papers' fixed defaults.
+No hyperparameter here is tuned on anomalies: ODIN's temperature and step, KNN's k, GEN's gamma
+and M, ReAct's percentile and ViM's subspace size are the papers' fixed defaults (docs/scores.md).
 """
 
 import tensorflow as tf
@@ -35,6 +55,8 @@ ODIN_TEMPERATURE = 1000.0
 ODIN_EPSILON = 5e-5
 ENERGY_TEMPERATURE = 1.0
 KNN_K = 50  # the paper's k for CIFAR-10, whose training set is the whole bank
+GEN_GAMMA = 0.1  # the GEN paper's default
+GEN_TOP = 100  # the GEN paper's M (ImageNet); capped at the number of classes
 
 
 def msp(logits):
@@ -118,3 +140,70 @@ def rotation(logits, labels, num_rotations):
   nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                        logits=tf.cast(logits, tf.float32))
   return tf.reduce_sum(tf.reshape(nll, [num_rotations, -1]), axis=0)
+
+
+def rotpred(class_logits, rotation_nll_sum, num_rotations):
+  """Mean rotation NLL minus KL(U || softmax(f(x))), U uniform over the classes.
+
+  `rotation_nll_sum` is `rotation`'s score. The ss-ood code returns the negation (higher = normal).
+  """
+  log_probabilities = tf.nn.log_softmax(tf.cast(class_logits, tf.float32), axis=-1)
+  num_classes = tf.cast(tf.shape(log_probabilities)[-1], tf.float32)
+  kl_from_uniform = -tf.math.log(num_classes) - tf.reduce_mean(log_probabilities, axis=-1)
+  return tf.cast(rotation_nll_sum, tf.float32) / num_rotations - kl_from_uniform
+
+
+def gen(logits, gamma=GEN_GAMMA, top=GEN_TOP):
+  """sum over the `top` largest probabilities p of p^gamma (1 - p)^gamma."""
+  probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+  top = min(top, int(probabilities.shape[-1]))
+  largest = tf.math.top_k(probabilities, k=top, sorted=False).values
+  return tf.reduce_sum(largest**gamma * (1.0 - largest)**gamma, axis=-1)
+
+
+def rmds(features, class_means, precision, background_mean, background_precision):
+  """min_c MD_c(x) - MD_0(x): Mahalanobis to the classes minus to one Gaussian of all features.
+
+  Ren et al.'s RMD_k = MD_k - MD_0 for each class; the minimum over k is min_k MD_k - MD_0.
+  """
+  return (mahalanobis(features, class_means, precision) -
+          mahalanobis(features, tf.reshape(background_mean, [1, -1]), background_precision))
+
+
+def vim(features, logits, origin, residual_basis, alpha):
+  """alpha ||(x - o) R|| - logsumexp(f(x)): the virtual logit against the energy's logsumexp.
+
+  `residual_basis` R [D, D - k] spans the training features' directions outside their top-k
+  principal subspace (about the origin o = -pinv(W^T) b of the class head); alpha scales the
+  virtual logit to the training features' mean maximum logit. Higher means more anomalous, as the
+  negated ViM score (energy minus the virtual logit) of the paper's code.
+  """
+  centred = tf.cast(features, tf.float64) - tf.cast(origin, tf.float64)
+  residual = tf.norm(tf.matmul(centred, tf.cast(residual_basis, tf.float64)), axis=-1)
+  return (tf.cast(alpha, tf.float64) * residual -
+          tf.cast(tf.reduce_logsumexp(tf.cast(logits, tf.float32), axis=-1), tf.float64))
+
+
+def fdbd(features, logits, kernel, train_mean):
+  """-sum_{c != y} |f_y - f_c| / ||w_y - w_c|| / ||x - mu|| for the predicted class y.
+
+  `kernel` [D, C] is the class head's (logits f = x W + b), `train_mean` [D] the training
+  features' mean. |f_y - f_c| / ||w_y - w_c|| is x's distance to the boundary between y and c.
+  """
+  logits = tf.cast(logits, tf.float64)
+  kernel = tf.cast(kernel, tf.float64)
+  predicted = tf.argmax(logits, axis=-1)
+  gaps = tf.abs(logits - tf.reduce_max(logits, axis=-1, keepdims=True))  # 0 for c = y
+  columns = tf.transpose(kernel)  # [C, D]
+  pair_norms = tf.norm(columns[:, None, :] - columns[None, :, :], axis=-1)
+  # The y-th term has a zero gap; a unit norm there keeps it zero instead of 0 / 0.
+  pair_norms += tf.eye(tf.shape(pair_norms)[0], dtype=tf.float64)
+  boundary_distance = tf.reduce_sum(gaps / tf.gather(pair_norms, predicted), axis=-1)
+  spread = tf.norm(tf.cast(features, tf.float64) - tf.cast(train_mean, tf.float64), axis=-1)
+  return -boundary_distance / spread
+
+
+def react_energy(features, kernel, bias, threshold):
+  """The energy of the class head's logits for features clipped at `threshold` (ReAct)."""
+  clipped = tf.minimum(tf.cast(features, tf.float32), tf.cast(threshold, tf.float32))
+  return energy(tf.matmul(clipped, tf.cast(kernel, tf.float32)) + tf.cast(bias, tf.float32))

@@ -8,18 +8,20 @@ AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; ac
 """
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from tfanom.anomaly import metrics, scores
+from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics, scores
 from tfanom.anomaly.scores import KNN_K
 from tfanom.data.pipeline import to_unit_range
 from tfanom.config import setting
 from tfanom.errors import UsageError
 from tfanom.inference.export import load_export
-from tfanom.inference.features import FeatureStatistics, file_fingerprint
+from tfanom.auxiliary.rotation import NUM_ROTATIONS
+from tfanom.inference.features import FeatureAccumulator, FeatureStatistics, file_fingerprint
 from tfanom.inference.restore import (data_dir_override, load_run, load_split,
                                       odin_epsilon_override, odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule
@@ -28,9 +30,8 @@ from tfanom.progress import Throttle
 from tfanom.summaries import text_table
 from tfanom.workdir import EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE, config_from_json
 
-SCORES = ('msp', 'odin', 'energy', 'max_logit', 'mahalanobis', 'knn', 'rotation')
-FEATURE_SCORES = ('mahalanobis', 'knn')
 METRIC_COLUMNS = (('ap', 'AP'), ('auroc', 'AUROC'), ('aupr_in', 'AUPR-In'), ('fpr95', 'FPR95'))
+LOWER_IS_BETTER = ('fpr95',)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +85,12 @@ def evaluate(config: EvalConfig, log=print) -> dict:
     fingerprint = file_fingerprint([run.checkpoint + '.index'])
     model_path, model_source = run.checkpoint, dict(checkpoint=run.checkpoint)
   has_rotation = hasattr(module, 'rotation_scores')
-  names = config.scores or tuple(s for s in SCORES if s != 'rotation' or has_rotation)
-  if 'rotation' in names and not has_rotation:
-    raise UsageError(f'--scores=rotation needs a rotation head, but this model was trained with '
-                     f'--aux={run_config.aux}: leave rotation out of --scores')
+  names = config.scores or tuple(s for s in SCORES if s not in ROTATION_SCORES or has_rotation)
+  rotation_names = [name for name in names if name in ROTATION_SCORES]
+  if rotation_names and not has_rotation:
+    raise UsageError(f'--scores={",".join(rotation_names)} needs a rotation head, but this model '
+                     f'was trained with --aux={run_config.aux}: leave {",".join(rotation_names)} '
+                     'out of --scores')
   settings = dict(
       batch_size=config.batch_size or run_config.eval_batch_size,
       odin_temperature=(run_config.odin_temperature if config.odin_temperature is None
@@ -128,56 +131,103 @@ def feature_statistics(module, split, batch_size: int, fingerprint: str, cache_p
   if cached is not None:
     log(f'feature statistics: from {cache_path}')
     return cached
-  features = batched(lambda images: dict(features=module.features_and_logits(
-      to_unit_range(images))[0]), split.train.images, batch_size, 'training features', log)
-  statistics = FeatureStatistics.fit(features['features'], split.train.labels, split.num_classes)
+  accumulator = FeatureAccumulator(split.num_classes, len(split.train.images))
+  for begin, batch in progress_batches(split.train.images, batch_size, 'training features', log):
+    features, _ = module.features_and_logits(to_unit_range(batch))
+    accumulator.update(features.numpy(), split.train.labels[begin:begin + len(batch)])
+  statistics = accumulator.result(*class_head(module))
   statistics.save(cache_path, fingerprint)
   return statistics
+
+
+def class_head(module):
+  """The class head's kernel [D, C] and bias [C] as NumPy arrays."""
+  return module.class_head_kernel.numpy(), module.class_head_bias.numpy()
 
 
 def score_images(module, images: np.ndarray, names, statistics: FeatureStatistics | None,
                  settings: dict, what: str = 'scoring', log=print) -> dict:
   """The class prediction and the scores `names` of every uint8 image, in order."""
+  if statistics is not None:
+    kernel, bias = class_head(module)
+    bank = tf.constant(statistics.bank)
   functions = dict(
-      msp=lambda unit, features, logits: scores.msp(logits),
-      odin=lambda unit, features, logits: module.odin_scores(
-          unit, settings['odin_temperature'], settings['odin_epsilon']),
-      energy=lambda unit, features, logits: scores.energy(logits),
-      max_logit=lambda unit, features, logits: scores.max_logit(logits),
-      mahalanobis=lambda unit, features, logits: scores.mahalanobis(
-          features, statistics.class_means, statistics.precision),
-      knn=lambda unit, features, logits: scores.knn(features, statistics.bank,
-                                                     settings['knn_k']),
-      rotation=lambda unit, features, logits: module.rotation_scores(unit))
+      msp=lambda batch: scores.msp(batch.logits),
+      odin=lambda batch: module.odin_scores(batch.unit, settings['odin_temperature'],
+                                            settings['odin_epsilon']),
+      energy=lambda batch: scores.energy(batch.logits),
+      max_logit=lambda batch: scores.max_logit(batch.logits),
+      gen=lambda batch: scores.gen(batch.logits),
+      mahalanobis=lambda batch: scores.mahalanobis(batch.features, statistics.class_means,
+                                                   statistics.precision),
+      rmds=lambda batch: scores.rmds(batch.features, statistics.class_means, statistics.precision,
+                                     statistics.background_mean,
+                                     statistics.background_precision),
+      knn=lambda batch: scores.knn(batch.features, bank, settings['knn_k']),
+      vim=lambda batch: scores.vim(batch.features, batch.logits, statistics.vim_origin,
+                                   statistics.vim_residual_basis, statistics.vim_alpha),
+      fdbd=lambda batch: scores.fdbd(batch.features, batch.logits, kernel,
+                                     statistics.background_mean),
+      react_energy=lambda batch: scores.react_energy(batch.features, kernel, bias,
+                                                     statistics.react_threshold),
+      rotation=lambda batch: batch.rotation,
+      rotpred=lambda batch: scores.rotpred(batch.logits, batch.rotation, NUM_ROTATIONS))
 
-  def batch_scores(batch):
-    unit = to_unit_range(batch)
-    features, logits = module.features_and_logits(unit)
-    return dict(prediction=tf.argmax(logits, axis=-1),
-                **{name: functions[name](unit, features, logits) for name in names})
+  def batch_scores(images):
+    batch = _Batch(module, to_unit_range(images))
+    return dict(prediction=tf.argmax(batch.logits, axis=-1),
+                **{name: functions[name](batch) for name in names})
 
   return batched(batch_scores, images, settings['batch_size'], what, log)
+
+
+class _Batch:
+  """One batch's unit-range images, features and logits; its rotation score computed once."""
+
+  def __init__(self, module, unit):
+    self.module = module
+    self.unit = unit
+    self.features, self.logits = module.features_and_logits(unit)
+
+  @functools.cached_property
+  def rotation(self):
+    return self.module.rotation_scores(self.unit)
+
+
+def progress_batches(images: np.ndarray, batch_size: int, what: str, log):
+  """(start index, batch) over `images`, logging progress at most every few seconds."""
+  throttle = Throttle()
+  for begin in range(0, len(images), batch_size):
+    yield begin, images[begin:begin + batch_size]
+    done = min(begin + batch_size, len(images))
+    if throttle.due(final=done == len(images)):
+      log(f'{what}: {done}/{len(images)} ({done / max(throttle.elapsed(), 1e-9):.0f} img/s)')
 
 
 def batched(function, images: np.ndarray, batch_size: int, what: str, log) -> dict:
   """`function` (a dict of per-example tensors) over every image in batches, with progress."""
   parts = {}
-  throttle = Throttle()
-  for begin in range(0, len(images), batch_size):
-    for key, value in function(images[begin:begin + batch_size]).items():
+  for _, batch in progress_batches(images, batch_size, what, log):
+    for key, value in function(batch).items():
       parts.setdefault(key, []).append(np.asarray(value))
-    done = min(begin + batch_size, len(images))
-    if throttle.due(final=done == len(images)):
-      log(f'{what}: {done}/{len(images)} ({done / max(throttle.elapsed(), 1e-9):.0f} img/s)')
   return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def eval_table(report: dict) -> str:
-  """A plain-text table: one row per score, one column per metric (percent)."""
+  """A plain-text table: one row per score, one column per metric (percent); `*` marks the best
+  value of each column (the highest, the lowest for FPR95)."""
   title = (f'{report["dataset"]}, anomaly = class {report["holdout"]["index"]} '
            f'({report["holdout"]["name"]}), {report["num_examples"]} {report["evaluated_on"]} '
            f'examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%')
   rows = [[name, *(values[key] for key, _ in METRIC_COLUMNS)]
           for name, values in report['scores'].items()]
+  marked = [set() for _ in rows]
+  for column, (key, _) in enumerate(METRIC_COLUMNS, start=1):
+    values = [row[column] for row in rows if row[column] is not None]
+    if values:
+      best = min(values) if key in LOWER_IS_BETTER else max(values)
+      for row, row_marks in zip(rows, marked):
+        if row[column] == best:
+          row_marks.add(column)
   return text_table(title, ['score', *(heading for _, heading in METRIC_COLUMNS)], rows,
-                    [13] + [10] * len(METRIC_COLUMNS))
+                    [13] + [10] * len(METRIC_COLUMNS), marked)

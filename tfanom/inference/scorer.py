@@ -65,7 +65,8 @@ class ScoringModule(tf.Module):
   Functions on uint8 images, which check their shape (the signatures):
     serve(images) -> dict of `serving_default` outputs;  odin(images) -> {'odin_score': ...}
   Variables: class_names (the known classes, by class id), holdout_index, holdout_name,
-  image_shape, config_json (the run's TrainConfig), odin_temperature, odin_epsilon (used by `odin`).
+  image_shape, config_json (the run's TrainConfig), odin_temperature, odin_epsilon (used by `odin`),
+  class_head_kernel [D, C] and class_head_bias [C].
   """
 
   def __init__(self, run, odin_temperature: float, odin_epsilon: float):
@@ -82,6 +83,9 @@ class ScoringModule(tf.Module):
     self.config_json = _constant(json.dumps(run.config.to_dict()), 'config_json', tf.string)
     self.odin_temperature = _constant(odin_temperature, 'odin_temperature', tf.float32)
     self.odin_epsilon = _constant(odin_epsilon, 'odin_epsilon', tf.float32)
+    # The class head's weights, which the feature scores fDBD, ViM and ReAct use.
+    self.class_head_kernel = run.model.class_head.kernel.value
+    self.class_head_bias = run.model.class_head.bias.value
     unit = tf.TensorSpec([None, *self._shape], tf.float32, name='images')
     # A loaded signature does not enforce its declared shape, so `_unit_images` checks it.
     raw = tf.TensorSpec([None, *self._shape], tf.uint8, name='images')
