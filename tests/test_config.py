@@ -71,3 +71,13 @@ def test_resumable_settings_are_those_that_do_not_change_a_result():
                                    'strategy', 'eval_batch_size', 'eval_every',
                                    'checkpoint_every_steps', 'deterministic', 'xla'}
   assert upgrade_saved({'rotation_weight': 1.0}) == {'aux_weight': 1.0}
+
+
+def test_settings_the_dataset_ignores_are_listed():
+  assert TrainConfig(dataset='digits', data_dir='/data', image_size=64,
+                     skip_corrupt=True).ignored_settings() == ['data_dir', 'image_size',
+                                                               'skip_corrupt']
+  assert TrainConfig(dataset='cifar10', data_dir='/data', cache_dir='/c').ignored_settings() == [
+      'cache_dir']
+  assert TrainConfig(dataset='folder', data_dir='/d', image_size=64).ignored_settings() == []
+  assert TrainConfig(dataset='digits').resolved().ignored_settings() == []

@@ -1,6 +1,7 @@
 """Data sources, the hold-out split and the input pipelines."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -348,6 +349,24 @@ def test_folder_needs_data_dir_and_every_class(image_folder):
   os.rename(image_folder / 'test' / 'dog', image_folder / 'test_dog')
   with pytest.raises(UsageError, match="no folder for class 'dog'"):
     load_source('folder', str(image_folder))
+
+
+def test_classes_only_in_test_are_refused_with_their_count(image_folder):
+  rng = np.random.default_rng(1)
+  for name in ('a.png', 'b.png'):
+    write_image(image_folder / 'test' / 'fox' / name, rng.integers(0, 256, (8, 8, 3), np.uint8))
+  with pytest.raises(UsageError, match=r'test has 1 class folders that train/ lacks '
+                     r'\(fox; 2 images\)'):
+    load_source('folder', str(image_folder))
+
+
+def test_a_holdout_must_leave_two_known_classes(image_folder):
+  shutil.rmtree(image_folder / 'train' / 'dog')
+  shutil.rmtree(image_folder / 'test' / 'dog')
+  source = load_source('folder', str(image_folder), image_size=16)
+  with pytest.raises(UsageError, match='folder has 2 classes: holding one out leaves fewer than '
+                     'two known classes'):
+    make_holdout(source, 'cat')
 
 
 def test_unknown_dataset():

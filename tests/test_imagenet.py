@@ -148,7 +148,7 @@ def test_cache_is_reused_and_matches_direct_decoding(ilsvrc, tmp_path, monkeypat
 
 
 def test_default_cache_lives_in_data_dir(tmp_path):
-  wnids = ('n01774750', 'n01773157')
+  wnids = ('n01774750', 'n01773157', 'n01775062')
   for index, wnid in enumerate(wnids):
     for split in ('train', 'val'):
       write_jpegs(tmp_path / split / wnid, member_colour(index), 2)
@@ -158,7 +158,7 @@ def test_default_cache_lives_in_data_dir(tmp_path):
 
 def test_256_then_224_crops(tmp_path):
   """Appendix A: shorter side to 256 and centre crop; the network sees 224 crops."""
-  wnids = ('n01774750', 'n01773157')
+  wnids = ('n01774750', 'n01773157', 'n01775062')
   for index, wnid in enumerate(wnids):
     for split in ('train', 'val'):
       write_jpegs(tmp_path / split / wnid, member_colour(index), 2, height=300, width=400)
@@ -167,14 +167,14 @@ def test_256_then_224_crops(tmp_path):
   config = TrainConfig(dataset='imagenet_subset', members=wnids).resolved()
   source = load_source('imagenet_subset', str(tmp_path), config.image_size, wnids,
                        str(tmp_path / 'cache'))
-  assert source.train.images.shape == (6, 256, 256, 3)
+  assert source.train.images.shape == (9, 256, 256, 3)
   split = make_holdout(source, 0)
   pipeline = InputPipeline(split, batch_size=2, aux_batch_size=2, seed=0,
                            crop_size=config.crop_size)
   assert pipeline.image_shape == (224, 224, 3)
   batch = next(iter(pipeline.train_dataset(0)))
   assert batch['image'].shape == (2, 224, 224, 3) and batch['aux_image'].shape == (2, 224, 224, 3)
-  evaluation = next(iter(pipeline.eval_dataset(6)))
+  evaluation = next(iter(pipeline.eval_dataset(9)))
   np.testing.assert_array_equal(evaluation['image'].numpy(),
                                 np.asarray(split.evaluation.images)[:, 16:240, 16:240])
 
@@ -271,7 +271,7 @@ def test_member_without_images_is_named(ilsvrc, tmp_path):
 
 
 def test_corrupt_jpeg_is_named_and_no_cache_is_left(tmp_path):
-  wnids = ('n01774750', 'n01773157')
+  wnids = ('n01774750', 'n01773157', 'n01775062')
   for index, wnid in enumerate(wnids):
     for split in ('train', 'val'):
       write_jpegs(tmp_path / split / wnid, member_colour(index), 3)

@@ -1,7 +1,9 @@
 """The training loop: alternating steps, strategies, checkpoints and evaluation."""
 
 import json
+import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import tensorflow as tf
 from tfanom.errors import UsageError
 from tfanom.models.wide_resnet import TaskBatchNorm
 from tfanom.training.distribute import make_strategy
-from tfanom.training.loop import Trainer
+from tfanom.training.loop import Preempted, Trainer
 from tfanom.training.results import final_metrics
 from tfanom.workdir import CONFIG_FILE, check_resumable
 
@@ -218,3 +220,101 @@ def test_evaluation_schedule(eval_every, final_window, expected, make_config):
   trainer = Trainer.__new__(Trainer)  # should_evaluate only reads the config
   trainer.config = make_config(epochs=5, eval_every=eval_every, final_window=final_window)
   assert [e + 1 for e in range(5) if trainer.should_evaluate(e)] == expected
+
+
+# Faults: damaged checkpoints, failed saves, stop requests at the end of short epochs ------------
+
+@pytest.fixture(scope='module')
+def trained_twice(digits_split, make_config, tmp_path_factory):
+  config = make_config(steps_per_loop=50)  # longer than digits' epochs of 19 steps at batch 64
+  checkpoints = str(tmp_path_factory.mktemp('two') / 'checkpoints')
+  trainer = Trainer(config, digits_split, make_strategy('default'), checkpoints,
+                    log=lambda line: None)
+  trainer.train()
+  return config, checkpoints, trainer
+
+
+@pytest.fixture()
+def two_checkpoints(trained_twice, tmp_path):
+  """A fresh copy of a checkpoint directory holding epochs 1 and 2; the config; a trainer."""
+  config, original, trainer = trained_twice
+  checkpoints = str(tmp_path / 'checkpoints')
+  shutil.copytree(original, checkpoints)
+  state = os.path.join(checkpoints, 'checkpoint')
+  with open(state) as handle:
+    text = handle.read().replace(original, checkpoints)
+  with open(state, 'w') as handle:
+    handle.write(text)
+  trainer.manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoints, 2)
+  return config, checkpoints, trainer
+
+
+def damage(path_prefix, kind):
+  if kind == 'truncated_data':
+    data, = tf.io.gfile.glob(path_prefix + '.data-*')
+    with open(data, 'r+b') as handle:
+      handle.truncate(100)
+  else:
+    with open(path_prefix + '.index', 'wb') as handle:
+      handle.write(b'overwritten by something else')
+
+
+@pytest.mark.parametrize('kind', ['truncated_data', 'overwritten_index'])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(two_checkpoints, digits_split,
+                                                                  kind):
+  config, checkpoints, trained = two_checkpoints
+  older, newest = tf.train.CheckpointManager(trained.checkpoint, checkpoints, 2).checkpoints
+  damage(newest, kind)
+  lines = []
+  resumed = Trainer(config, digits_split, make_strategy('default'), checkpoints, log=lines.append)
+  assert resumed.restore() == 1
+  warning, resumed_line = lines
+  assert warning.startswith(f'warning: checkpoint {newest} is unreadable (')
+  assert warning.endswith(f'moved to {checkpoints}/unreadable, trying the one before it')
+  assert resumed_line.startswith(f'resumed from {older}: 1 of 2 epochs done')
+  assert tf.train.latest_checkpoint(checkpoints) == older
+  assert tf.io.gfile.glob(os.path.join(checkpoints, 'unreadable', '*.index'))
+  # Training on writes a new second checkpoint and keeps the good first one until then.
+  resumed.train()
+  assert resumed.evaluations == [] and int(resumed.epoch.numpy()) == 2
+  assert len(tf.train.CheckpointManager(resumed.checkpoint, checkpoints, 2).checkpoints) == 2
+
+
+def test_no_readable_checkpoint_is_one_line(two_checkpoints, digits_split):
+  config, checkpoints, trained = two_checkpoints
+  for path in tf.train.CheckpointManager(trained.checkpoint, checkpoints, 2).checkpoints:
+    damage(path, 'truncated_data')
+  resumed = Trainer(config, digits_split, make_strategy('default'), checkpoints,
+                    log=lambda line: None)
+  with pytest.raises(UsageError, match='no readable checkpoint in .*move the workdir away'):
+    resumed.restore()
+
+
+def test_a_failed_save_is_one_line_and_leaves_no_temporary_files(two_checkpoints, digits_split):
+  config, checkpoints, trained = two_checkpoints
+  before = sorted(os.listdir(checkpoints))
+  manager_save = tf.train.CheckpointManager.save
+
+  def fail_half_way(manager, *args, **kwargs):
+    os.makedirs(os.path.join(checkpoints, 'ckpt-99_temp'))  # as TensorFlow's writer leaves it
+    raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')
+
+  tf.train.CheckpointManager.save = fail_half_way
+  try:
+    with pytest.raises(UsageError, match=r'cannot write checkpoint \d+ in .*No space left on '
+                       'device; free disk space.*the earlier checkpoints are kept'):
+      trained.save()
+  finally:
+    tf.train.CheckpointManager.save = manager_save
+  assert sorted(os.listdir(checkpoints)) == before
+
+
+def test_a_stop_request_is_honoured_at_the_end_of_a_short_epoch(digits_split, make_config,
+                                                                tmp_path):
+  config = make_config(steps_per_loop=50, epochs=3)
+  checkpoints = str(tmp_path / 'checkpoints')
+  trainer = Trainer(config, digits_split, make_strategy('default'), checkpoints,
+                    log=lambda line: None)
+  with pytest.raises(Preempted, match='stopped after epoch 1 of 3; a checkpoint is saved'):
+    trainer.train(stop_requested=lambda: True)
+  assert tf.train.latest_checkpoint(checkpoints).endswith(f'ckpt-{trainer.steps_per_epoch}')

@@ -110,10 +110,10 @@ def test_center_mask_stays_inside_the_central_region():
 
 def test_center_mask_augmentation_fills_with_the_training_mean():
   # Left half 200, right half 56: the mean is 128, which no other pixel has.
-  images = np.full((16, 32, 32, 3), 200, np.uint8)
+  images = np.full((24, 32, 32, 3), 200, np.uint8)
   images[:, :, 16:] = 56
-  labels = np.arange(16) % 2
-  source = Source('halves', ('a', 'b'), LabelledImages(images, labels),
+  labels = np.arange(24) % 3
+  source = Source('halves', ('a', 'b', 'c'), LabelledImages(images, labels),
                   LabelledImages(images, labels))
   split = make_holdout(source, 1)
   pipeline = InputPipeline(split, batch_size=8, augment='center_mask', seed=0)

@@ -3,11 +3,15 @@
 import dataclasses
 import os
 
+import pytest
+
 from experiments import sweeps
 from tfanom.baselines import BaselineConfig
 from tfanom.config import TrainConfig
 from tfanom.training.run import trial_configs
-from tfanom.workdir import baseline_workdir, default_workdir, run_path, trials_root
+from tfanom.errors import UsageError
+from tfanom.workdir import (LOCK_FILE, baseline_workdir, default_workdir, locked, prepare, run_path,
+                            trials_root)
 
 
 def test_a_trial_lives_where_the_same_run_alone_and_in_a_sweep_lives():
@@ -27,3 +31,30 @@ def test_baselines_share_the_scheme():
   config = BaselineConfig(dataset='cifar10', holdout='all', method='edge_energy')
   assert baseline_workdir(config.dataset, config.holdout, config.method) == os.path.join(
       'runs', run_path('cifar10', 'all', 'baseline_edge_energy'))
+
+
+def test_a_locked_workdir_refuses_a_second_holder_and_names_the_first(tmp_path):
+  with locked(str(tmp_path)):
+    assert (tmp_path / LOCK_FILE).read_text() == f'{os.getpid()}\n'
+    # flock locks belong to an open file: a second opening conflicts even in this process.
+    with pytest.raises(UsageError, match=f'is in use by another process \\(pid {os.getpid()}\\)'):
+      with locked(str(tmp_path)):
+        pass
+  with locked(str(tmp_path)):  # released: free again
+    pass
+
+
+def test_a_stale_lock_file_never_blocks(tmp_path):
+  (tmp_path / LOCK_FILE).write_text('999999\n')  # left by a process that died
+  with locked(str(tmp_path)):
+    assert (tmp_path / LOCK_FILE).read_text() == f'{os.getpid()}\n'
+
+
+def test_prepare_refuses_a_file_and_creates_folders(tmp_path):
+  (tmp_path / 'taken').write_text('a file')
+  with pytest.raises(UsageError, match='is a file, not a folder'):
+    prepare(str(tmp_path / 'taken'))
+  with pytest.raises(UsageError, match='cannot create --workdir=.*taken/run'):
+    prepare(str(tmp_path / 'taken' / 'run'))
+  prepare(str(tmp_path / 'new' / 'run'))
+  assert (tmp_path / 'new' / 'run').is_dir()

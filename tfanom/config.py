@@ -65,6 +65,18 @@ def setting(default, doc: str, resumable: bool = False, aliases=(), required=Fal
                                          required=required))
 
 
+def _decodes_files(dataset: str) -> bool:
+  return dataset == 'folder' or dataset.startswith('imagenet_')
+
+
+# Settings that only some data sources read, and which datasets read them.
+SOURCE_SETTINGS = dict(
+    data_dir=lambda dataset: dataset != 'digits',
+    image_size=_decodes_files,
+    cache_dir=lambda dataset: dataset.startswith('imagenet_'),
+    skip_corrupt=_decodes_files)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """One hold-out run. Flags of `python -m tfanom.train` are these fields, with these help texts."""
@@ -150,6 +162,12 @@ class TrainConfig:
                                  'logits and scores stay float32.')
   xla: bool = setting(False, 'XLA-compile the training step and the scoring functions.',
                       resumable=True)
+
+  def ignored_settings(self) -> list[str]:
+    """The settings given away from their defaults that this config's dataset does not read."""
+    defaults = {field.name: field.default for field in dataclasses.fields(self)}
+    return [name for name, reads in SOURCE_SETTINGS.items()
+            if getattr(self, name) != defaults[name] and not reads(self.dataset)]
 
   def resolved(self) -> 'TrainConfig':
     """This config with every unset field filled from its dataset's defaults, then checked."""

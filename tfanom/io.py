@@ -1,30 +1,55 @@
-"""Atomic writes of the files the project produces: readers never see half a file."""
+"""Atomic writes of the files the project produces: readers never see half a file.
+
+A write that fails (no permission, a full disk, a file where a folder should be) leaves the earlier
+file untouched, removes its temporary file and ends in a `UsageError` naming the path and the cause.
+JSON is standard JSON: NaN and infinities (an undefined metric) are written as null.
+"""
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 
 import numpy as np
+
+from tfanom.errors import UsageError
+
+
+def write_error(path: str, error: OSError) -> UsageError:
+  """The one-line error for a failed write of `path`."""
+  cause = error.strerror or str(error)
+  return UsageError(f'cannot write {path}: {cause}; check that its folder is writable and the disk '
+                    'has room, then rerun (earlier files are unchanged)')
 
 
 @contextlib.contextmanager
 def atomic_file(path: str, suffix: str, mode: str):
   """A temporary file beside `path`, renamed to it once written and synced."""
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile(mode, dir=directory, prefix='.tmp-', suffix=suffix,
-                                   delete=False) as handle:
+  try:
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(mode, dir=directory, prefix='.tmp-', suffix=suffix,
+                                         delete=False)
+  except OSError as error:
+    raise write_error(path, error) from None
+  with handle:
     try:
       # Temporary files are private (0600); the result gets the permissions of any new file.
       os.chmod(handle.name, 0o666 & ~current_umask())
       yield handle
       handle.flush()
       os.fsync(handle.fileno())
-    except BaseException:
+    except BaseException as error:
       os.unlink(handle.name)
+      if isinstance(error, OSError):
+        raise write_error(path, error) from None
       raise
-  os.replace(handle.name, path)
+  try:
+    os.replace(handle.name, path)
+  except OSError as error:
+    os.unlink(handle.name)
+    raise write_error(path, error) from None
 
 
 def current_umask() -> int:
@@ -33,9 +58,20 @@ def current_umask() -> int:
   return umask
 
 
+def standard_json(value):
+  """`value` with every non-finite float replaced by None, so that it is standard JSON."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {key: standard_json(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [standard_json(item) for item in value]
+  return value
+
+
 def write_json_atomic(path: str, payload) -> None:
   with atomic_file(path, '.json', 'w') as handle:
-    json.dump(payload, handle, indent=2, sort_keys=False)
+    json.dump(standard_json(payload), handle, indent=2, sort_keys=False, allow_nan=False)
     handle.write('\n')
 
 

@@ -6,7 +6,9 @@ Every file a run writes is named here. Runs of `tfanom.train`, its `--trials`, t
 a trial of a sweep and the same run trained alone are found in the same place.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 
@@ -16,6 +18,7 @@ from tfanom.errors import UsageError
 RUNS_ROOT = 'runs'
 CONFIG_FILE = 'config.json'  # the run's TrainConfig, written when training starts
 CHECKPOINT_DIR = 'checkpoints'
+UNREADABLE_DIR = 'unreadable'  # below CHECKPOINT_DIR: checkpoints that failed to restore
 TENSORBOARD_DIR = 'tensorboard'
 RESULTS_FILE = 'results.json'  # written by tfanom.train when the run is complete
 AGGREGATE_FILE = 'aggregate.json'  # mean ± std of --trials, beside the trials' workdirs
@@ -23,6 +26,7 @@ EVAL_FILE = 'eval.json'  # tfanom.evaluate: every score's metrics
 SCORES_FILE = 'scores.npz'  # tfanom.evaluate: per-example scores
 FEATURE_CACHE_FILE = 'feature_stats.npz'  # training-feature statistics, per checkpoint
 BASELINE_FILE = 'baseline.json'  # tfanom.baselines
+LOCK_FILE = '.lock'  # held by the process training in the workdir; holds its PID
 
 
 def run_path(dataset: str, holdout, aux: str, seed: int | None = None) -> str:
@@ -43,6 +47,48 @@ def trials_root(config: TrainConfig) -> str:
 
 def baseline_workdir(dataset: str, holdout: str, method: str) -> str:
   return os.path.join(RUNS_ROOT, run_path(dataset, holdout, f'baseline_{method}'))
+
+
+def prepare(workdir: str) -> None:
+  """Creates `workdir` (and its parents), or says in one line why it cannot be."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UsageError(f'--workdir={workdir} is a file, not a folder: pass a folder for the run')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise UsageError(f'cannot create --workdir={workdir}: {error.strerror or error}; pass a '
+                     'folder you can write') from None
+
+
+@contextlib.contextmanager
+def locked(workdir: str):
+  """Holds an exclusive lock on WORKDIR/.lock: a second process on the same workdir is refused.
+
+  The lock is the operating system's (`flock`), so it goes with the process that holds it, however
+  that process ends: a lock file left behind never blocks a later run.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  try:
+    handle = open(path, 'a+', encoding='utf-8')
+  except OSError as error:
+    raise UsageError(f'cannot write {path}: {error.strerror or error}; pass a --workdir you can '
+                     'write') from None
+  with handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      holder = handle.read().strip() or 'unknown'
+      raise UsageError(f'--workdir={workdir} is in use by another process (pid {holder}): wait '
+                       'for it to finish, stop it, or use another --workdir') from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f'{os.getpid()}\n')
+    handle.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_resumable(workdir: str, config: TrainConfig) -> None:

@@ -37,9 +37,19 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
   from tfanom.training import loop, run  # pylint: disable=g-import-not-at-top
-  # Schedulers send SIGTERM before they kill: finish the current traced call, save, and stop.
+  # Schedulers send SIGTERM before they kill, and Ctrl-C sends SIGINT: finish the current traced
+  # call, save, and stop. A second Ctrl-C interrupts at once.
   terminate = threading.Event()
-  signal.signal(signal.SIGTERM, lambda *_: terminate.set())
+  received = []
+
+  def request_stop(number, _):
+    if terminate.is_set() and number == signal.SIGINT:
+      raise KeyboardInterrupt
+    received.append(number)
+    terminate.set()
+
+  signal.signal(signal.SIGTERM, request_stop)
+  signal.signal(signal.SIGINT, request_stop)
   log = lambda line: print(line, flush=True)  # noqa: E731
   config = config_from_flags(TrainConfig, _SETTINGS)
   with reported_as_one_line('tfanom.train'):
@@ -49,8 +59,9 @@ def main(argv):
       else:
         run.run_trials(config, _TRIALS.value, log=log, stop_requested=terminate.is_set)
     except loop.Preempted as stop:
-      print(f'tfanom.train: SIGTERM: {stop}', file=sys.stderr)
-      sys.exit(128 + signal.SIGTERM)
+      number = received[0] if received else signal.SIGTERM
+      print(f'tfanom.train: {signal.Signals(number).name}: {stop}', file=sys.stderr)
+      sys.exit(128 + number)
     except loop.TrainingDiverged as error:
       # A run that failed, not a command line to fix: exit status 1.
       print(f'tfanom.train: error: {error}', file=sys.stderr)

@@ -65,6 +65,10 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
   test set, as the paper does to tune lambda; the held-out class's share of it keeps the validation
   set's anomalies, so AP can be tuned without ever touching the test set.
   """
+  if len(source.class_names) < 3:
+    raise UsageError(f'{source.name} has {len(source.class_names)} classes: holding one out leaves '
+                     'fewer than two known classes, and a one-class classifier scores every '
+                     'image alike; use a dataset with at least three classes')
   index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
   evaluation = source.test
   keep = source.train.labels != index

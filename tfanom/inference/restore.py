@@ -79,7 +79,13 @@ def load_run(workdir: str, data_dir: str | None = None) -> Run:
   try:
     tf.train.Checkpoint(**trackables).restore(checkpoint).expect_partial(
     ).assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.OpError) as error:
+  except (tf.errors.OpError, IndexError) as error:
+    # Read errors (a truncated data file, an overwritten index), not a different model.
+    reason = (getattr(error, 'message', None) or str(error)).strip().splitlines()[0]
+    raise UsageError(f'{checkpoint} is corrupt ({reason}): rerun the tfanom.train command of '
+                     'this workdir, which sets it aside and resumes from the checkpoint before '
+                     'it, then run this again') from None
+  except (AssertionError, ValueError) as error:
     # The first sentence says what failed; the rest lists variables, far too long for one line.
     reason = str(error).split('. ')[0].strip()
     raise UsageError(f'{checkpoint} does not hold the weights of the model that {CONFIG_FILE} '

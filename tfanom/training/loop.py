@@ -24,7 +24,9 @@ from tfanom.models.mixed_precision import make_optimizer, precision_scope
 from tfanom.models.wide_resnet import checkpoint_variables, weight_decay_variables
 from tfanom.progress import Throttle
 from tfanom.training.distribute import is_chief
+from tfanom.workdir import UNREADABLE_DIR
 
+MAX_TO_KEEP = 2  # checkpoints kept: the newest and one to fall back to
 TRAIN_STATS = ('loss', 'correct', 'count', 'aux_loss', 'aux_correct', 'aux_count')
 
 
@@ -98,7 +100,7 @@ class Trainer:
     # Every worker takes part in saving; only the chief's copy is kept.
     save_dir = checkpoint_dir if self.is_chief or not checkpoint_dir else os.path.join(
         checkpoint_dir, f'.worker-{strategy.cluster_resolver.task_id}-tmp')
-    self.manager = (tf.train.CheckpointManager(self.checkpoint, save_dir, max_to_keep=2)
+    self.manager = (tf.train.CheckpointManager(self.checkpoint, save_dir, max_to_keep=MAX_TO_KEEP)
                     if checkpoint_dir else None)
     self._train_loop = self._make_train_loop()
     self._eval_step = self._make_eval_step()
@@ -191,23 +193,73 @@ class Trainer:
   # Loop ----------------------------------------------------------------------------------------
 
   def restore(self) -> int:
-    """Restores the latest checkpoint, if any; returns the number of epochs already done."""
-    latest = self.checkpoint_dir and tf.train.latest_checkpoint(self.checkpoint_dir)
-    if latest:
+    """Restores the newest readable checkpoint, if any; returns the number of epochs already done.
+
+    A checkpoint that cannot be read (truncated data, an overwritten index) is named in a warning,
+    moved to `checkpoints/unreadable/` and the next older kept one is tried.
+    """
+    if not self.manager:
+      return 0
+    for path in reversed(self.manager.checkpoints):
       try:
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.checkpoint.restore(path).assert_existing_objects_matched()
       except AssertionError:
-        raise UsageError(f'{latest} does not match this model and its optimizers: it was written '
+        raise UsageError(f'{path} does not match this model and its optimizers: it was written '
                          'by another configuration or tfanom version; use a new --workdir') from None
+      except (tf.errors.OpError, ValueError, IndexError) as error:
+        self.log(f'warning: checkpoint {path} is unreadable ({_first_line(error)}); moved to '
+                 f'{self._set_aside(path)}, trying the one before it')
+        continue
       done, step = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
-      self.log(f'resumed from {latest}: {done} of {self.config.epochs} epochs done'
+      self.log(f'resumed from {path}: {done} of {self.config.epochs} epochs done'
                + (f', {step} of {self.steps_per_epoch} steps into epoch {done + 1}' if step else ''))
-    return int(self.epoch.numpy())
+      return done
+    if tf.io.gfile.exists(os.path.join(self.checkpoint_dir, UNREADABLE_DIR)):
+      raise UsageError(f'no readable checkpoint in {self.checkpoint_dir} (the unreadable ones are '
+                       f'in {UNREADABLE_DIR}/): move the workdir away and retrain, or pass a new '
+                       '--workdir')
+    return 0
+
+  def _set_aside(self, path: str) -> str:
+    """Moves checkpoint `path`'s files into checkpoints/unreadable/ and forgets it."""
+    aside = os.path.join(self.checkpoint_dir, UNREADABLE_DIR)
+    tf.io.gfile.makedirs(aside)
+    for name in tf.io.gfile.glob(path + '.*'):
+      tf.io.gfile.rename(name, os.path.join(aside, os.path.basename(name)), overwrite=True)
+    kept = [p for p in self.manager.checkpoints if p != path]
+    if kept:
+      logger = tf.get_logger()
+      level = logger.level
+      logger.setLevel('ERROR')  # the state file's writer is deprecated for users of the manager
+      try:
+        # The manager takes back the checkpoints whose timestamps the state file lists.
+        tf.compat.v1.train.update_checkpoint_state(
+            self.checkpoint_dir, kept[-1], kept,
+            all_model_checkpoint_timestamps=[os.path.getmtime(p + '.index') for p in kept])
+      finally:
+        logger.setLevel(level)
+    else:
+      tf.io.gfile.remove(os.path.join(self.checkpoint_dir, 'checkpoint'))
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir,
+                                              max_to_keep=MAX_TO_KEEP)
+    return aside
 
   def save(self):
+    """Writes a checkpoint; a failed write is one line, and removes what it half wrote."""
     if not self.manager:
       return
-    self.manager.save(checkpoint_number=int(self.cls_optimizer.iterations.numpy()))
+    number = int(self.cls_optimizer.iterations.numpy())
+    try:
+      self.manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as error:
+      for leftover in tf.io.gfile.glob(os.path.join(self.manager.directory, '*_temp*')):
+        if tf.io.gfile.isdir(leftover):
+          tf.io.gfile.rmtree(leftover)
+        else:
+          tf.io.gfile.remove(leftover)
+      raise UsageError(f'cannot write checkpoint {number} in {self.manager.directory}: '
+                       f'{_first_line(error)}; free disk space or fix the folder\'s permissions '
+                       'and rerun: the earlier checkpoints are kept') from None
     if not self.is_chief:
       tf.io.gfile.rmtree(self.manager.directory)
 
@@ -243,6 +295,10 @@ class Trainer:
             'eval/accuracy': evaluation['accuracy'],
             **{f'eval/ap_{name}': value for name, value in evaluation['ap'].items()}})
       self.save()
+      # Short epochs (digits: 9 steps) end within one traced call: poll here too.
+      if int(self.epoch.numpy()) < config.epochs and stop_requested():
+        raise Preempted(f'stopped after epoch {epoch + 1} of {config.epochs}; a checkpoint is '
+                        'saved: rerun the same command to resume')
 
   def train_epoch(self, epoch: int, stop_requested=lambda: False) -> dict:
     """Runs epoch `epoch` (0-based) from the step the trainer's state says to its end, and
@@ -320,6 +376,11 @@ class Trainer:
         parts.setdefault(key, []).append(value.numpy())
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     return summarize_scores(arrays), arrays
+
+
+def _first_line(error) -> str:
+  text = getattr(error, 'message', None) or str(error)
+  return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _scaled(optimizer, loss):

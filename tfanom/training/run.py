@@ -5,6 +5,7 @@ stopped), and <root>/aggregate.json summarises them as mean ± std (`tfanom.summ
 population deviation, ddof=0, with every trial's value kept).
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -20,7 +21,8 @@ from tfanom.training.distribute import make_strategy
 from tfanom.training.loop import Trainer
 from tfanom.training.results import build_results, final_metrics, summary_table
 from tfanom.workdir import (AGGREGATE_FILE, CHECKPOINT_DIR, CONFIG_FILE, RESULTS_FILE,
-                            TENSORBOARD_DIR, check_resumable, default_workdir, trials_root)
+                            TENSORBOARD_DIR, check_resumable, default_workdir, locked, prepare,
+                            trials_root)
 
 
 def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: False) -> dict:
@@ -28,6 +30,8 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
 
   Raises `Preempted` (after saving a checkpoint) once `stop_requested()` returns True.
   """
+  for name in config.ignored_settings():
+    log(f'warning: --{name} is ignored by --dataset={config.dataset}')
   config = config.resolved()
   # Multi-worker collectives must be configured before any other TensorFlow work.
   strategy = make_strategy(config.strategy)
@@ -42,6 +46,13 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   # After the Trainer has checked every flag, so that a bad one is named as such rather than
   # reported as a difference from the workdir's settings.
   check_resumable(workdir, config)
+  prepare(workdir)
+  # Only the chief writes into the workdir, so only it holds the lock.
+  with locked(workdir) if trainer.is_chief else contextlib.nullcontext():
+    return _train(config, split, strategy, trainer, workdir, log, stop_requested)
+
+
+def _train(config, split, strategy, trainer, workdir, log, stop_requested) -> dict:
   log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
