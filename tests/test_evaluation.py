@@ -121,6 +121,20 @@ def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
   assert report['scores']['mahalanobis'] != evaluated['report']['scores']['mahalanobis']
 
 
+def test_a_corrupt_checkpoint_is_called_corrupt_and_nothing_is_written(evaluated, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(evaluated['workdir'], workdir)
+  latest = tf.train.latest_checkpoint(str(workdir / CHECKPOINT_DIR))
+  data, = tf.io.gfile.glob(latest + '.data-*')
+  with open(data, 'r+b') as handle:
+    handle.truncate(1000)
+  before = {path: path.read_bytes() for path in workdir.rglob('*') if path.is_file()}
+  # tfanom.export restores through the same load_run.
+  with pytest.raises(UsageError, match=f'{latest} is corrupt .*rerun the tfanom.train command'):
+    evaluate(EvalConfig(workdir=str(workdir)))
+  assert {path: path.read_bytes() for path in workdir.rglob('*') if path.is_file()} == before
+
+
 def test_unknown_score_is_refused_before_loading_anything(tmp_path):
   with pytest.raises(UsageError, match='unknown score energyy; choose from msp,odin,'):
     evaluate(EvalConfig(workdir=str(tmp_path / 'missing'), scores=('msp', 'energyy')))

@@ -221,13 +221,16 @@ def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
     raise OSError('disk full')
 
   monkeypatch.setattr(tf.saved_model, 'save', failing_save)
-  with pytest.raises(OSError, match='disk full'):
+  with pytest.raises(UsageError, match=r'cannot write .*/1: disk full; check that its folder'):
     export.export(exported['run'], str(tmp_path / '1'))
   assert list(tmp_path.iterdir()) == []
   previous = tmp_path / '2'
   previous.mkdir()
   (previous / 'saved_model.pb').write_text('previous export')
-  with pytest.raises(OSError, match='disk full'):
+  with pytest.raises(UsageError, match='disk full'):
     export.export(exported['run'], str(previous), overwrite=True)
   assert [p.name for p in tmp_path.iterdir()] == ['2']
   assert (previous / 'saved_model.pb').read_text() == 'previous export'
+  (tmp_path / 'taken').write_text('a file')
+  with pytest.raises(UsageError, match='cannot write .*taken/models/1'):
+    export.export(exported['run'], str(tmp_path / 'taken' / 'models' / '1'))

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -307,6 +308,28 @@ def test_a_failed_save_is_one_line_and_leaves_no_temporary_files(two_checkpoints
   finally:
     tf.train.CheckpointManager.save = manager_save
   assert sorted(os.listdir(checkpoints)) == before
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_one(digits_split, make_config,
+                                                                tmp_path):
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  # Room for one checkpoint of this model (0.95 MB), not for two.
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs', str(disk)],
+                           capture_output=True, check=False)
+  if mounted.returncode != 0:
+    pytest.skip(f'a size-limited filesystem needs mount as root: {mounted.stderr.decode().strip()}')
+  try:
+    checkpoints = str(disk / 'checkpoints')
+    trainer = Trainer(make_config(steps_per_loop=50), digits_split, make_strategy('default'),
+                      checkpoints, log=lambda line: None)
+    with pytest.raises(UsageError, match=f'cannot write checkpoint {2 * trainer.steps_per_epoch} '
+                       'in .*No space left on device.*the earlier checkpoints are kept'):
+      trainer.train()
+    assert tf.train.latest_checkpoint(checkpoints).endswith(f'ckpt-{trainer.steps_per_epoch}')
+    assert not [name for name in os.listdir(checkpoints) if '_temp' in name]
+  finally:
+    subprocess.run(['umount', str(disk)], check=False)
 
 
 def test_a_stop_request_is_honoured_at_the_end_of_a_short_epoch(digits_split, make_config,

@@ -12,7 +12,7 @@ from tfanom.errors import UsageError
 from tfanom.inference.restore import (Run, data_dir_override, load_run, odin_epsilon_override,
                                       odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule
-from tfanom.io import current_umask
+from tfanom.io import current_umask, write_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,13 @@ def export(run: Run, export_dir: str, overwrite: bool = False,
   an existing export is replaced only once the new one is complete.
   """
   check_export_dir(export_dir, overwrite)
-  export_dir = os.path.normpath(export_dir)
+  try:
+    return _export(run, os.path.normpath(export_dir), odin_temperature, odin_epsilon)
+  except (OSError, tf.errors.OpError) as error:
+    raise write_error(export_dir, error) from None
+
+
+def _export(run, export_dir, odin_temperature, odin_epsilon) -> str:
   parent = os.path.dirname(os.path.abspath(export_dir))
   os.makedirs(parent, exist_ok=True)
   module = ScoringModule(
