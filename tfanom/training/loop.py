@@ -203,10 +203,10 @@ class Trainer:
     for path in reversed(self.manager.checkpoints):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
-      except AssertionError:
+      except (AssertionError, ValueError):  # ValueError: a variable of another shape
         raise UsageError(f'{path} does not match this model and its optimizers: it was written '
                          'by another configuration or tfanom version; use a new --workdir') from None
-      except (tf.errors.OpError, ValueError, IndexError) as error:
+      except (tf.errors.OpError, IndexError) as error:  # read errors, not another model
         self.log(f'warning: checkpoint {path} is unreadable ({_first_line(error)}); moved to '
                  f'{self._set_aside(path)}, trying the one before it')
         continue
