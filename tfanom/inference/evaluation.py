@@ -1,7 +1,7 @@
 """Scores a trained model's whole evaluation set with every anomaly score and writes the metrics.
 
 `evaluate` restores the latest checkpoint of a workdir (or loads an export), fits the feature
-statistics that the Mahalanobis and KNN scores need on the training split (cached in the workdir),
+statistics that the feature scores need on the training split (cached in the workdir),
 scores every evaluation example in batches and writes, in the workdir, `eval.json` (AP, AUROC,
 AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; accuracy; skew) and
 `scores.npz` (per-example scores, `label`, `is_anomaly`, `prediction`).
@@ -16,11 +16,11 @@ import tensorflow as tf
 
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics, scores
 from tfanom.anomaly.scores import KNN_K
+from tfanom.auxiliary.rotation import NUM_ROTATIONS
 from tfanom.data.pipeline import to_unit_range
 from tfanom.config import setting
 from tfanom.errors import UsageError
 from tfanom.inference.export import load_export
-from tfanom.auxiliary.rotation import NUM_ROTATIONS
 from tfanom.inference.features import FeatureAccumulator, FeatureStatistics, file_fingerprint
 from tfanom.inference.restore import (data_dir_override, load_run, load_split,
                                       odin_epsilon_override, odin_temperature_override)
