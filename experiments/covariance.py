@@ -16,18 +16,17 @@ from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 
 from tfanom.anomaly import metrics, scores
 from tfanom.data.pipeline import to_unit_range
-from tfanom.inference.evaluation import progress_batches
 from tfanom.inference.restore import load_run
 from tfanom.inference.scorer import ScoringModule
+from tfanom.progress import batched
 
 CUTOFFS = (1e-6, 1e-4, 1e-2)
 
 
 def features_of(module, images, batch_size, what, log):
-  parts = []
-  for _, batch in progress_batches(images, batch_size, what, log):
-    parts.append(module.features_and_logits(to_unit_range(batch))[0].numpy())
-  return np.concatenate(parts).astype(np.float64)
+  features = batched(lambda batch: dict(features=module.features_and_logits(to_unit_range(batch))[0]),
+                     images, batch_size, what, log)['features']
+  return features.astype(np.float64)
 
 
 def precisions(train, labels, num_classes):

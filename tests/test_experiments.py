@@ -57,7 +57,8 @@ FAKE_TRAINER = textwrap.dedent('''
 @pytest.mark.parametrize('name, count', [('table3', 60), ('table4', 60),
                                          ('table5', (12 + 10 + 9 + 6 + 6) * 2 * 3),
                                          ('table6', (12 + 10 + 9 + 6 + 6) * 2 * 3),
-                                         ('table7', 30), ('smoke', 40)])
+                                         ('table7', 30), ('smoke', 40),
+                                         ('digits', 40)])
 def test_sweep_sizes_and_workdirs(name, count):
   expanded = sweeps.expand(name)
   assert len(expanded) == count

@@ -4,8 +4,10 @@ r"""Exports a trained run as a SavedModel for TF Serving.
 
 --export_dir is a numbered version folder, as TF Serving expects. The SavedModel takes raw uint8
 images [batch, H, W, C] of the training size; signature `serving_default` returns probabilities,
-class_id, class_name, msp_score, energy_score and max_logit_score, signature `odin` returns
-odin_score; every *_score is higher for more anomalous images. See docs/serving.md.
+class_id, class_name, one *_score per score of a forward pass (the feature scores from statistics
+stored in the SavedModel), and anomaly_score and is_anomaly for --score at the threshold
+calibrated on normal images for --normal_rate; signature `odin` returns odin_score and is_anomaly.
+Every *_score is higher for more anomalous images. See docs/serving.md.
 """
 
 import sys
@@ -19,7 +21,7 @@ from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not
 from tfanom.cli import flags as cli_flags  # noqa: E402
 from tfanom.cli.flags import config_from_flags, define_flags, run_command  # noqa: E402
 from tfanom.errors import reported_as_one_line  # noqa: E402
-from tfanom.inference.export import ExportConfig, export_run  # noqa: E402
+from tfanom.inference.export import ExportConfig, export_run, export_summary  # noqa: E402
 
 # --help lists the key flags of the main module: the generated ones count as this module's.
 _SETTINGS = define_flags(ExportConfig)
@@ -31,9 +33,9 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
   with reported_as_one_line('tfanom.export'):
-    run, path = export_run(config_from_flags(ExportConfig, _SETTINGS))
-  print(f'exported {run.checkpoint} (anomaly = class {run.split.holdout_index} '
-        f'({run.split.holdout_name})) to {path}: signatures serving_default, odin')
+    run, path, detector = export_run(config_from_flags(ExportConfig, _SETTINGS),
+                                     log=lambda line: print(line, flush=True))
+  print(export_summary(run, path, detector))
 
 
 def run_main():

@@ -4,6 +4,8 @@ Folder datasets decode into memory (`decode_images`) and the ImageNet subsets in
 batch by batch (`tfanom.data.imagenet`); both iterate `decoded_batches`.
 """
 
+import glob
+import os
 import pathlib
 from typing import Callable, Iterator
 
@@ -49,8 +51,7 @@ def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,
   """
 
   def decode(data, tag):
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-    return resize_and_center_crop(image, image_size), tag
+    return resize_and_center_crop(decode_image(data, channels), image_size), tag
 
   dataset = encoded.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if skip_corrupt:
@@ -71,8 +72,7 @@ def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool 
   Returns the images and the positions in `files` they come from: all of them, unless
   `skip_corrupt` drops unreadable files (with a warning that counts them) instead of failing.
   """
-  encoded = tf.data.Dataset.from_tensor_slices((files, tf.range(len(files)))).map(
-      lambda path, position: (tf.io.read_file(path), position))
+  encoded = _read(files)
   images = np.empty((len(files), image_size, image_size, channels), np.uint8)
   kept = np.empty(len(files), np.int64)
   count = 0
@@ -84,6 +84,39 @@ def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool 
   warn_skipped(len(files) - count, [files[i] for i in sorted(set(range(len(files)))
                                                              - set(kept[:count].tolist()))])
   return images[:count], kept[:count]
+
+
+def list_image_files(spec: str, option: str = '--images') -> list[str]:
+  """Every file below the folder `spec` (recursively), or matching the glob `spec`, sorted.
+
+  Files are not filtered by name: whatever does not decode is skipped and counted by the caller.
+  """
+  path = pathlib.Path(spec).expanduser()
+  if path.is_dir():
+    files = [p for p in path.rglob('*') if p.is_file() and not p.name.startswith('.')]
+  elif glob.has_magic(spec):
+    files = [pathlib.Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
+    files = [p for p in files if p.is_file()]
+  elif path.is_file():
+    files = [path]
+  else:
+    raise UsageError(f'{option}={spec} does not exist: give a folder of images or a glob such as '
+                     '"photos/*.jpg"')
+  if not files:
+    raise UsageError(f'{option}={spec} holds no files: give a folder of images or a glob that '
+                     'matches some')
+  return sorted(str(p) for p in files)
+
+
+def decode_files(files, image_size: int, channels: int) -> Iterator:
+  """(uint8 images [B, S, S, C], positions in `files`) batches; unreadable files are left out."""
+  return decoded_batches(_read(files), image_size, channels, True, None)
+
+
+def _read(files) -> tf.data.Dataset:
+  """(file bytes, position in `files`) pairs."""
+  return tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files)))).map(
+      lambda path, position: (tf.io.read_file(path), position))
 
 
 def warn_skipped(skipped: int, examples=()):
@@ -101,6 +134,18 @@ def first_undecodable(files):
     except tf.errors.InvalidArgumentError:
       return path
   return files[0]
+
+
+def decode_image(data, channels: int):
+  """Any image TensorFlow decodes (JPEG, PNG, GIF's first frame, BMP) as uint8 with `channels`.
+
+  Grey and RGBA files become RGB (the alpha channel dropped); for one channel, the RGB image's
+  luma. GIF and BMP cannot be decoded to one channel directly, so every format goes through RGB.
+  """
+  image = tf.io.decode_image(data, channels=3, expand_animations=False)
+  if channels == 1:
+    image = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+  return image
 
 
 def resize_and_center_crop(image, size: int):

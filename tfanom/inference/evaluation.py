@@ -8,25 +8,19 @@ AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; ac
 """
 
 import dataclasses
-import functools
 import os
 
-import numpy as np
-import tensorflow as tf
-
-from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics, scores
+from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics
 from tfanom.anomaly.scores import KNN_K
-from tfanom.auxiliary.rotation import NUM_ROTATIONS
-from tfanom.data.pipeline import to_unit_range
 from tfanom.config import setting
 from tfanom.errors import UsageError
 from tfanom.inference.export import load_export
-from tfanom.inference.features import FeatureAccumulator, FeatureStatistics, file_fingerprint
+from tfanom.inference.features import file_fingerprint
 from tfanom.inference.restore import (data_dir_override, load_run, load_split,
                                       odin_epsilon_override, odin_temperature_override)
-from tfanom.inference.scorer import ScoringModule
+from tfanom.inference.scorer import ScoringModule, available_scores
+from tfanom.inference.scoring import feature_statistics, score_images
 from tfanom.io import write_json_atomic, write_npz_atomic
-from tfanom.progress import Throttle
 from tfanom.summaries import text_table
 from tfanom.workdir import EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE, config_from_json
 
@@ -85,7 +79,7 @@ def evaluate(config: EvalConfig, log=print) -> dict:
     fingerprint = file_fingerprint([run.checkpoint + '.index'])
     model_path, model_source = run.checkpoint, dict(checkpoint=run.checkpoint)
   has_rotation = hasattr(module, 'rotation_scores')
-  names = config.scores or tuple(s for s in SCORES if s not in ROTATION_SCORES or has_rotation)
+  names = config.scores or available_scores(has_rotation)
   rotation_names = [name for name in names if name in ROTATION_SCORES]
   if rotation_names and not has_rotation:
     raise UsageError(f'--scores={",".join(rotation_names)} needs a rotation head, but this model '
@@ -122,95 +116,6 @@ def evaluate(config: EvalConfig, log=print) -> dict:
   write_npz_atomic(os.path.join(config.workdir, SCORES_FILE), arrays)
   log(eval_table(report))
   return report
-
-
-def feature_statistics(module, split, batch_size: int, fingerprint: str, cache_path: str,
-                       log=print) -> FeatureStatistics:
-  """The statistics of the training split's features, from the cache when it is for this model."""
-  cached = FeatureStatistics.load(cache_path, fingerprint)
-  if cached is not None:
-    log(f'feature statistics: from {cache_path}')
-    return cached
-  accumulator = FeatureAccumulator(split.num_classes, len(split.train.images))
-  for begin, batch in progress_batches(split.train.images, batch_size, 'training features', log):
-    features, _ = module.features_and_logits(to_unit_range(batch))
-    accumulator.update(features.numpy(), split.train.labels[begin:begin + len(batch)])
-  statistics = accumulator.result(*class_head(module))
-  statistics.save(cache_path, fingerprint)
-  return statistics
-
-
-def class_head(module):
-  """The class head's kernel [D, C] and bias [C] as NumPy arrays."""
-  return module.class_head_kernel.numpy(), module.class_head_bias.numpy()
-
-
-def score_images(module, images: np.ndarray, names, statistics: FeatureStatistics | None,
-                 settings: dict, what: str = 'scoring', log=print) -> dict:
-  """The class prediction and the scores `names` of every uint8 image, in order."""
-  if statistics is not None:
-    kernel, bias = class_head(module)
-    bank = tf.constant(statistics.bank)
-  functions = dict(
-      msp=lambda batch: scores.msp(batch.logits),
-      odin=lambda batch: module.odin_scores(batch.unit, settings['odin_temperature'],
-                                            settings['odin_epsilon']),
-      energy=lambda batch: scores.energy(batch.logits),
-      max_logit=lambda batch: scores.max_logit(batch.logits),
-      gen=lambda batch: scores.gen(batch.logits),
-      mahalanobis=lambda batch: scores.mahalanobis(batch.features, statistics.class_means,
-                                                   statistics.precision),
-      rmds=lambda batch: scores.rmds(batch.features, statistics.class_means, statistics.precision,
-                                     statistics.background_mean,
-                                     statistics.background_precision),
-      knn=lambda batch: scores.knn(batch.features, bank, settings['knn_k']),
-      vim=lambda batch: scores.vim(batch.features, batch.logits, statistics.vim_origin,
-                                   statistics.vim_residual_basis, statistics.vim_alpha),
-      fdbd=lambda batch: scores.fdbd(batch.features, batch.logits, kernel,
-                                     statistics.background_mean),
-      react_energy=lambda batch: scores.react_energy(batch.features, kernel, bias,
-                                                     statistics.react_threshold),
-      rotation=lambda batch: batch.rotation,
-      rotpred=lambda batch: scores.rotpred(batch.logits, batch.rotation, NUM_ROTATIONS))
-
-  def batch_scores(images):
-    batch = _Batch(module, to_unit_range(images))
-    return dict(prediction=tf.argmax(batch.logits, axis=-1),
-                **{name: functions[name](batch) for name in names})
-
-  return batched(batch_scores, images, settings['batch_size'], what, log)
-
-
-class _Batch:
-  """One batch's unit-range images, features and logits; its rotation score computed once."""
-
-  def __init__(self, module, unit):
-    self.module = module
-    self.unit = unit
-    self.features, self.logits = module.features_and_logits(unit)
-
-  @functools.cached_property
-  def rotation(self):
-    return self.module.rotation_scores(self.unit)
-
-
-def progress_batches(images: np.ndarray, batch_size: int, what: str, log):
-  """(start index, batch) over `images`, logging progress at most every few seconds."""
-  throttle = Throttle()
-  for begin in range(0, len(images), batch_size):
-    yield begin, images[begin:begin + batch_size]
-    done = min(begin + batch_size, len(images))
-    if throttle.due(final=done == len(images)):
-      log(f'{what}: {done}/{len(images)} ({done / max(throttle.elapsed(), 1e-9):.0f} img/s)')
-
-
-def batched(function, images: np.ndarray, batch_size: int, what: str, log) -> dict:
-  """`function` (a dict of per-example tensors) over every image in batches, with progress."""
-  parts = {}
-  for _, batch in progress_batches(images, batch_size, what, log):
-    for key, value in function(batch).items():
-      parts.setdefault(key, []).append(np.asarray(value))
-  return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def eval_table(report: dict) -> str:

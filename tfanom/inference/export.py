@@ -1,18 +1,33 @@
-"""SavedModel export for TF Serving: a `ScoringModule` written atomically to a version folder."""
+"""SavedModel export for TF Serving: a calibrated `ScoringModule` written atomically to a version folder.
+
+`export_run` restores a run, fits its feature statistics on the training split, calibrates every
+score's thresholds on normal images (`tfanom.inference.calibration`) and saves the model with them.
+"""
 
 import dataclasses
 import os
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
+from tfanom.anomaly import DEFAULT_SCORE, SCORES
+from tfanom.anomaly.scores import KNN_K
 from tfanom.config import setting
+from tfanom.data.arrays import stratified_mask
+from tfanom.data.decoding import decode_files, list_image_files
+from tfanom.data.holdout import VALIDATION_FRACTION
 from tfanom.errors import UsageError
+from tfanom.inference.calibration import (DEFAULT_NORMAL_RATE, Detector, calibrate,
+                                          check_normal_rate, rates_with)
+from tfanom.inference.features import FeatureStatistics, file_fingerprint
 from tfanom.inference.restore import (Run, data_dir_override, load_run, odin_epsilon_override,
                                       odin_temperature_override)
-from tfanom.inference.scorer import ScoringModule
+from tfanom.inference.scorer import ScoringModule, available_scores
+from tfanom.inference.scoring import feature_statistics, score_images
 from tfanom.io import current_umask, write_error
+from tfanom.workdir import FEATURE_CACHE_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,17 +38,123 @@ class ExportConfig:
   export_dir: str | None = setting(None, 'Where to write the SavedModel: a numbered version '
                                    'folder such as models/digits/1.', required=True)
   overwrite: bool = setting(False, 'Replace a non-empty --export_dir.')
+  score: str = setting(DEFAULT_SCORE, 'The score behind anomaly_score and is_anomaly; default '
+                       f'{DEFAULT_SCORE}, the best on average in docs/scores.md. Name the winner of '
+                       'your own validation run here.')
+  normal_rate: float = setting(DEFAULT_NORMAL_RATE, 'Share of normal images that is_anomaly '
+                               'accepts: the threshold is calibrated on normal images only.')
+  calibration_dir: str | None = setting(None, 'A folder (read recursively) of normal images of '
+                                        "the known classes to calibrate on; default the run's "
+                                        'validation split, else a seeded slice of its training '
+                                        'images.')
+  knn_bank_size: int = setting(0, 'Training features kept for the KNN score (a seeded '
+                               'subsample); 0 keeps all of them.')
+  batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.")
   data_dir: str | None = data_dir_override()
   odin_temperature: float | None = odin_temperature_override()
   odin_epsilon: float | None = odin_epsilon_override()
 
+  def check(self):
+    if self.score not in SCORES:
+      raise UsageError(f'--score={self.score} is unknown: choose from {",".join(SCORES)}')
+    check_normal_rate(self.normal_rate)
+    if self.knn_bank_size < 0:
+      raise UsageError(f'--knn_bank_size={self.knn_bank_size} must be >= 0 (0 keeps all)')
+    if self.batch_size is not None and self.batch_size <= 0:
+      raise UsageError(f'--batch_size={self.batch_size} must be positive')
 
-def export_run(config: ExportConfig) -> tuple[Run, str]:
-  """Exports the latest checkpoint of `config.workdir`; returns the run and the export's path."""
+
+def export_run(config: ExportConfig, log=print) -> tuple[Run, str, Detector]:
+  """Calibrates and exports the latest checkpoint of `config.workdir`: the run, the export's path
+  and the detector it serves."""
+  config.check()
   check_export_dir(config.export_dir, config.overwrite)
   run = load_run(config.workdir, config.data_dir)
-  return run, export(run, config.export_dir, config.overwrite, config.odin_temperature,
-                     config.odin_epsilon)
+  temperature = (run.config.odin_temperature if config.odin_temperature is None
+                 else config.odin_temperature)
+  epsilon = run.config.odin_epsilon if config.odin_epsilon is None else config.odin_epsilon
+  detector = build_detector(run, config, temperature, epsilon, log)
+  return run, export(run, config.export_dir, config.overwrite, temperature, epsilon,
+                     detector), detector
+
+
+def build_detector(run: Run, config: ExportConfig, odin_temperature: float, odin_epsilon: float,
+                   log=print) -> Detector:
+  """Fits the feature statistics and calibrates every score's thresholds on normal images."""
+  module = ScoringModule(run, odin_temperature, odin_epsilon)
+  names = available_scores(hasattr(module, 'rotation_scores'))
+  if config.score not in names:
+    raise UsageError(f'--score={config.score} needs a rotation head, but this model was trained '
+                     f'with --aux={run.config.aux}: choose one of {",".join(names)}')
+  batch_size = config.batch_size or run.config.eval_batch_size
+  statistics = feature_statistics(module, run.split, batch_size,
+                                  file_fingerprint([run.checkpoint + '.index']),
+                                  os.path.join(config.workdir, FEATURE_CACHE_FILE), log)
+  statistics = subsample_bank(statistics, config.knn_bank_size, run.config.seed)
+  knn_k = min(KNN_K, len(statistics.bank))
+  images, source = calibration_images(run, config.calibration_dir, log)
+  settings = dict(batch_size=batch_size, odin_temperature=odin_temperature,
+                  odin_epsilon=odin_epsilon, knn_k=knn_k)
+  values = score_images(module, images, names, statistics, settings,
+                        f'calibrating on {len(images)} normal images', log)
+  calibration = calibrate({name: values[name] for name in names},
+                          rates_with(config.normal_rate), source)
+  return Detector(statistics, knn_k, calibration, config.score, float(config.normal_rate))
+
+
+def subsample_bank(statistics: FeatureStatistics, size: int, seed: int) -> FeatureStatistics:
+  """`statistics` with a seeded subsample of `size` rows of the KNN bank (0 or more: all)."""
+  if not size or size >= len(statistics.bank):
+    return statistics
+  rows = np.sort(np.random.default_rng(seed).choice(len(statistics.bank), size, replace=False))
+  return dataclasses.replace(statistics, bank=statistics.bank[rows])
+
+
+def calibration_images(run: Run, calibration_dir: str | None, log=print):
+  """Normal images of the known classes that calibrate the thresholds, and where they came from.
+
+  In order of preference: the user's folder; the run's validation split (known classes only),
+  which training never saw; else a seeded 20% of the training images, which the model has seen,
+  so their scores are lower than new images' and the thresholds accept fewer than the rate asked.
+  """
+  split = run.split
+  if calibration_dir:
+    height, width, channels = split.train.images.shape[1:]
+    files = list_image_files(calibration_dir, '--calibration_dir')
+    parts = [images for images, _ in decode_files(files, height, channels)]
+    count = sum(len(images) for images in parts)
+    if not count:
+      raise UsageError(f'--calibration_dir={calibration_dir}: none of its {len(files)} files is a '
+                       'readable image')
+    if count < len(files):
+      log(f'calibration: skipped {len(files) - count} of {len(files)} files that are not '
+          'readable images')
+    return np.concatenate(parts), f'{count} images of --calibration_dir={calibration_dir}'
+  if run.config.validation:
+    known = ~split.is_anomaly
+    return (split.evaluation.images[known],
+            f'{int(known.sum())} known-class images of the validation split')
+  chosen = stratified_mask(split.train.labels, VALIDATION_FRACTION, run.config.seed)
+  log(f'calibration: the run has no validation split, so {int(chosen.sum())} of its training '
+      'images are used; the model has seen them, so fewer new normal images than the rate will be '
+      'accepted: pass --calibration_dir, or train with --validation')
+  return (split.train.images[chosen],
+          f'{int(chosen.sum())} training images (seen in training; a seeded 20%)')
+
+
+def export_summary(run: Run, path: str, detector: Detector) -> str:
+  """What an export holds, in a few lines."""
+  calibration = detector.calibration
+  rate = detector.normal_rate
+  met = calibration.rates_met[detector.score][calibration.rates.index(rate)]
+  return (f'exported {run.checkpoint} (anomaly = class {run.split.holdout_index} '
+          f'({run.split.holdout_name})) to {path}: signatures serving_default, odin\n'
+          f'is_anomaly: {detector.score} > {detector.threshold(detector.score):.6g}, accepting '
+          f'{rate:g} of normal images (calibrated on {calibration.source}; {met:.4f} of them '
+          f'accepted)\n'
+          f'thresholds of {len(calibration.thresholds)} scores at normal rates '
+          f'{", ".join(f"{r:g}" for r in calibration.rates)}; KNN bank of '
+          f'{len(detector.statistics.bank)} training features, k = {detector.knn_k}')
 
 
 def check_export_dir(export_dir: str, overwrite: bool) -> None:
@@ -49,27 +170,29 @@ def check_export_dir(export_dir: str, overwrite: bool) -> None:
 
 
 def export(run: Run, export_dir: str, overwrite: bool = False,
-           odin_temperature: float | None = None, odin_epsilon: float | None = None) -> str:
+           odin_temperature: float | None = None, odin_epsilon: float | None = None,
+           detector: Detector | None = None) -> str:
   """Saves `run`'s model as a SavedModel in `export_dir` (a numbered version folder).
 
-  ODIN's temperature and step default to the run's. The SavedModel is written to a temporary
+  ODIN's temperature and step default to the run's; without a `detector` (`build_detector`) only
+  the logit scores are served. The SavedModel is written to a temporary
   folder beside `export_dir` and renamed into place, so a failure leaves nothing half-written and
   an existing export is replaced only once the new one is complete.
   """
   check_export_dir(export_dir, overwrite)
   try:
-    return _export(run, os.path.normpath(export_dir), odin_temperature, odin_epsilon)
+    return _export(run, os.path.normpath(export_dir), odin_temperature, odin_epsilon, detector)
   except (OSError, tf.errors.OpError) as error:
     raise write_error(export_dir, error) from None
 
 
-def _export(run, export_dir, odin_temperature, odin_epsilon) -> str:
+def _export(run, export_dir, odin_temperature, odin_epsilon, detector) -> str:
   parent = os.path.dirname(os.path.abspath(export_dir))
   os.makedirs(parent, exist_ok=True)
   module = ScoringModule(
       run,
       run.config.odin_temperature if odin_temperature is None else odin_temperature,
-      run.config.odin_epsilon if odin_epsilon is None else odin_epsilon)
+      run.config.odin_epsilon if odin_epsilon is None else odin_epsilon, detector)
   staging = tempfile.mkdtemp(dir=parent, prefix=f'.tmp-{os.path.basename(export_dir)}-')
   try:
     # mkdtemp makes a private folder; a model server running as another user must read it.

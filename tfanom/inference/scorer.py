@@ -12,11 +12,13 @@ It also keeps the functions `tfanom.inference.evaluation` scores with, and the r
 (class names, held-out class, training config), so an export can be evaluated like a workdir.
 """
 
+import functools
 import json
 
 import tensorflow as tf
 
-from tfanom.anomaly import scores
+from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, scores
+from tfanom.anomaly.scores import KNN_K
 from tfanom.auxiliary import aux_norm_task
 from tfanom.auxiliary.rotation import NUM_ROTATIONS
 from tfanom.data.pipeline import to_unit_range
@@ -50,9 +52,70 @@ class Scorer:
     return scores.rotation(logits, labels, NUM_ROTATIONS)
 
 
+class Batch:
+  """One batch of images in [0, 1] with its features and logits; the rotation score computed once.
+
+  `functions` is a Scorer or a ScoringModule (live or loaded): anything with their functions.
+  """
+
+  def __init__(self, functions, unit):
+    self.functions = functions
+    self.unit = unit
+    self.features, self.logits = functions.features_and_logits(unit)
+
+  @functools.cached_property
+  def rotation(self):
+    return self.functions.rotation_scores(self.unit)
+
+
+def compute_scores(batch: Batch, names, statistics=None, kernel=None, bias=None,
+                   knn_k: int = KNN_K, odin_temperature=None, odin_epsilon=None) -> dict:
+  """The scores `names` of one batch: the one table from a score's name to its formula.
+
+  `statistics` has the fields of `tfanom.inference.features.FeatureStatistics` (NumPy arrays, or
+  the SavedModel's variables) and is needed by FEATURE_SCORES, with the class head's `kernel` and
+  `bias`; `odin` needs its temperature and step.
+  """
+  formulas = dict(
+      msp=lambda: scores.msp(batch.logits),
+      odin=lambda: batch.functions.odin_scores(batch.unit, odin_temperature, odin_epsilon),
+      energy=lambda: scores.energy(batch.logits),
+      max_logit=lambda: scores.max_logit(batch.logits),
+      gen=lambda: scores.gen(batch.logits),
+      mahalanobis=lambda: scores.mahalanobis(batch.features, statistics.class_means,
+                                             statistics.precision),
+      rmds=lambda: scores.rmds(batch.features, statistics.class_means, statistics.precision,
+                               statistics.background_mean, statistics.background_precision),
+      knn=lambda: scores.knn(batch.features, statistics.bank, knn_k),
+      vim=lambda: scores.vim(batch.features, batch.logits, statistics.vim_origin,
+                             statistics.vim_residual_basis, statistics.vim_alpha),
+      fdbd=lambda: scores.fdbd(batch.features, batch.logits, kernel, statistics.background_mean),
+      react_energy=lambda: scores.react_energy(batch.features, kernel, bias,
+                                               statistics.react_threshold),
+      rotation=lambda: batch.rotation,
+      rotpred=lambda: scores.rotpred(batch.logits, batch.rotation, NUM_ROTATIONS))
+  return {name: formulas[name]() for name in names}
+
+
+def available_scores(has_rotation: bool, has_statistics: bool = True) -> tuple[str, ...]:
+  """The scores a model can give, in SCORES order."""
+  return tuple(name for name in SCORES
+               if (has_rotation or name not in ROTATION_SCORES)
+               and (has_statistics or name not in FEATURE_SCORES))
+
+
 def _constant(value, name, dtype):
   """Metadata kept in the SavedModel, readable after `tf.saved_model.load` as `.numpy()`."""
   return tf.Variable(value, dtype=dtype, trainable=False, name=name)
+
+
+class _Statistics(tf.Module):
+  """The feature statistics as variables (FeatureStatistics's fields), saved with the model."""
+
+  def __init__(self, statistics):
+    super().__init__(name='statistics')
+    for field, value in vars(statistics).items():
+      setattr(self, field, tf.Variable(value, trainable=False, name=field))
 
 
 class ScoringModule(tf.Module):
@@ -63,14 +126,20 @@ class ScoringModule(tf.Module):
     odin_scores(images, temperature, epsilon) -> ODIN scores
     rotation_scores(images) -> rotation scores (only when the model has a rotation head)
   Functions on uint8 images, which check their shape (the signatures):
-    serve(images) -> dict of `serving_default` outputs;  odin(images) -> {'odin_score': ...}
+    serve(images) -> dict of `serving_default` outputs;  odin(images) -> {'odin_score', ...}
   Variables: class_names (the known classes, by class id), holdout_index, holdout_name,
   image_shape, config_json (the run's TrainConfig), odin_temperature, odin_epsilon (used by `odin`),
   class_head_kernel [D, C] and class_head_bias [C].
+
+  With a `Detector` (what `tfanom.export` builds), `serve` also gives the feature scores from the
+  stored `statistics`, and both signatures answer `anomaly_score`/`is_anomaly` for the chosen
+  score; variables: knn_k, score_names, normal_rates, thresholds [scores, rates], calibration_json,
+  anomaly_score_name, normal_rate, threshold (the chosen score's), odin_threshold.
   """
 
-  def __init__(self, run, odin_temperature: float, odin_epsilon: float):
-    """`run`: a restored run (`tfanom.inference.restore.Run`): config, split, model, aux task."""
+  def __init__(self, run, odin_temperature: float, odin_epsilon: float, detector=None):
+    """`run`: a restored run (`tfanom.inference.restore.Run`): config, split, model, aux task;
+    `detector`: a `tfanom.inference.calibration.Detector`, or None for the logit scores only."""
     super().__init__(name='tfanom')
     split = run.split
     self.model = run.model
@@ -86,6 +155,23 @@ class ScoringModule(tf.Module):
     # The class head's weights, which the feature scores fDBD, ViM and ReAct use.
     self.class_head_kernel = run.model.class_head.kernel.value
     self.class_head_bias = run.model.class_head.bias.value
+    self._detector = detector
+    # Scores of one forward pass; ODIN's input gradient stays in its own signature.
+    self._served = tuple(name for name in available_scores(self._scorer.has_rotation,
+                                                           detector is not None) if name != 'odin')
+    if detector is not None:
+      self.statistics = _Statistics(detector.statistics)
+      self.knn_k = _constant(detector.knn_k, 'knn_k', tf.int64)
+      calibration = detector.calibration
+      self.score_names = _constant(list(calibration.thresholds), 'score_names', tf.string)
+      self.normal_rates = _constant(list(calibration.rates), 'normal_rates', tf.float64)
+      self.thresholds = _constant(list(calibration.thresholds.values()), 'thresholds', tf.float32)
+      self.calibration_json = _constant(json.dumps(calibration.to_dict()), 'calibration_json',
+                                        tf.string)
+      self.anomaly_score_name = _constant(detector.score, 'anomaly_score_name', tf.string)
+      self.normal_rate = _constant(detector.normal_rate, 'normal_rate', tf.float64)
+      self.threshold = _constant(detector.threshold(detector.score), 'threshold', tf.float32)
+      self.odin_threshold = _constant(detector.threshold('odin'), 'odin_threshold', tf.float32)
     unit = tf.TensorSpec([None, *self._shape], tf.float32, name='images')
     # A loaded signature does not enforce its declared shape, so `_unit_images` checks it.
     raw = tf.TensorSpec([None, *self._shape], tf.uint8, name='images')
@@ -114,13 +200,33 @@ class ScoringModule(tf.Module):
     with tf.control_dependencies([check]):
       return tf.ensure_shape(to_unit_range(images), [None, *self._shape])
 
+  def _scores(self, batch, names):
+    """`names`' scores of `batch`, as float32 (the served outputs and the calibrated thresholds)."""
+    detector = self._detector
+    computed = compute_scores(
+        batch, names, self.statistics if detector else None, self.class_head_kernel,
+        self.class_head_bias, detector.knn_k if detector else KNN_K,
+        self.odin_temperature, self.odin_epsilon)
+    return {name: tf.cast(value, tf.float32) for name, value in computed.items()}
+
   def _serve(self, images):
-    logits = self._scorer.logits(self._unit_images(images))
-    class_id = tf.argmax(logits, axis=-1)
-    return dict(probabilities=tf.nn.softmax(logits, axis=-1), class_id=class_id,
-                class_name=tf.gather(self.class_names, class_id), msp_score=scores.msp(logits),
-                energy_score=scores.energy(logits), max_logit_score=scores.max_logit(logits))
+    unit = self._unit_images(images)
+    batch = Batch(self._scorer, unit)
+    class_id = tf.argmax(batch.logits, axis=-1)
+    outputs = dict(probabilities=tf.nn.softmax(batch.logits, axis=-1), class_id=class_id,
+                   class_name=tf.gather(self.class_names, class_id))
+    chosen = self._detector.score if self._detector else None
+    names = self._served + (('odin',) if chosen == 'odin' else ())
+    computed = self._scores(batch, names)
+    outputs.update({f'{name}_score': computed[name] for name in self._served})
+    if chosen:
+      outputs.update(anomaly_score=computed[chosen], is_anomaly=computed[chosen] > self.threshold)
+    return outputs
 
   def _odin(self, images):
-    return dict(odin_score=self._scorer.odin_scores(self._unit_images(images),
-                                                    self.odin_temperature, self.odin_epsilon))
+    odin = tf.cast(self._scorer.odin_scores(self._unit_images(images), self.odin_temperature,
+                                            self.odin_epsilon), tf.float32)
+    outputs = dict(odin_score=odin)
+    if self._detector:
+      outputs.update(is_anomaly=odin > self.odin_threshold)
+    return outputs
