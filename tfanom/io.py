@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -51,6 +52,39 @@ def atomic_file(path: str, suffix: str, mode: str):
   except OSError as error:
     os.unlink(handle.name)
     raise write_error(path, error) from None
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+  """A staging folder beside `path`, put in place of `path` once the block has filled it.
+
+  An existing `path` is replaced only when the new folder is complete; if the block fails, nothing
+  at `path` changes and the staging folder is removed. OSErrors are the caller's to report.
+  """
+  path = os.path.normpath(path)
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(dir=parent, prefix=f'.tmp-{os.path.basename(path)}-')
+  try:
+    # mkdtemp makes a private folder; a server running as another user must read the result.
+    os.chmod(staging, 0o777 & ~current_umask())
+    yield staging
+    if os.path.exists(path):
+      # Rename the old folder aside first: a directory can only replace an empty one.
+      retired = tempfile.mkdtemp(dir=parent, prefix=f'.old-{os.path.basename(path)}-')
+      previous = os.path.join(retired, 'previous')
+      os.rename(path, previous)
+      try:
+        os.rename(staging, path)
+      except OSError:
+        os.rename(previous, path)
+        raise
+      shutil.rmtree(retired)
+    else:
+      os.rename(staging, path)
+  finally:
+    if os.path.exists(staging):
+      shutil.rmtree(staging)
 
 
 def current_umask() -> int:

@@ -6,8 +6,6 @@ score's thresholds on normal images (`tfanom.inference.calibration`) and saves t
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +24,7 @@ from tfanom.inference.restore import (Run, data_dir_override, load_run, odin_eps
                                       odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule, available_scores
 from tfanom.inference.scoring import feature_statistics, score_images
-from tfanom.io import current_umask, write_error
+from tfanom.io import atomic_directory, write_error
 from tfanom.workdir import FEATURE_CACHE_FILE
 
 
@@ -187,35 +185,14 @@ def export(run: Run, export_dir: str, overwrite: bool = False,
 
 
 def _export(run, export_dir, odin_temperature, odin_epsilon, detector) -> str:
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
   module = ScoringModule(
       run,
       run.config.odin_temperature if odin_temperature is None else odin_temperature,
       run.config.odin_epsilon if odin_epsilon is None else odin_epsilon, detector)
-  staging = tempfile.mkdtemp(dir=parent, prefix=f'.tmp-{os.path.basename(export_dir)}-')
-  try:
-    # mkdtemp makes a private folder; a model server running as another user must read it.
-    os.chmod(staging, 0o777 & ~current_umask())
+  with atomic_directory(export_dir) as staging:
     signatures = {'serving_default': module.serve.get_concrete_function(),
                   'odin': module.odin.get_concrete_function()}
     tf.saved_model.save(module, staging, signatures=signatures)
-    if os.path.exists(export_dir):
-      # Rename the old export aside first: a directory can only replace an empty one.
-      retired = tempfile.mkdtemp(dir=parent, prefix=f'.old-{os.path.basename(export_dir)}-')
-      previous = os.path.join(retired, 'export')
-      os.rename(export_dir, previous)
-      try:
-        os.rename(staging, export_dir)
-      except OSError:
-        os.rename(previous, export_dir)
-        raise
-      shutil.rmtree(retired)
-    else:
-      os.rename(staging, export_dir)
-  finally:
-    if os.path.exists(staging):
-      shutil.rmtree(staging)
   return export_dir
 
 

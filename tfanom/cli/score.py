@@ -1,0 +1,45 @@
+r"""Scores a folder of new images with an exported detector; writes a CSV and a gallery.
+
+  python -m tfanom.score --export_dir=models/digits/1 --images=new_images/ --output=scored/
+
+--images is a folder (read recursively) or a glob; every file TensorFlow decodes (JPEG, PNG, GIF,
+BMP) is converted to the model's channels, resized and centre-cropped to its size. Files that are
+not readable images are named, skipped and counted. OUTPUT gets scores.csv (path, class_name,
+probability, every score, anomaly_score, is_anomaly), gallery.html, gallery.png and summary.json.
+--labels_from_folders=cat,dog names the folders holding anomalies, to report AP and AUROC.
+See docs/serving.md.
+"""
+
+import sys
+
+from tfanom.cli.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from tfanom.cli import flags as cli_flags  # noqa: E402
+from tfanom.cli.flags import config_from_flags, define_flags, run_command  # noqa: E402
+from tfanom.errors import reported_as_one_line  # noqa: E402
+from tfanom.inference.score_files import ScoreConfig, score_files  # noqa: E402
+
+# --help lists the key flags of the main module: the generated ones count as this module's.
+_SETTINGS = define_flags(ScoreConfig)
+flags.adopt_module_key_flags(cli_flags)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)
+  with reported_as_one_line('tfanom.score'):
+    score_files(config_from_flags(ScoreConfig, _SETTINGS), log=lambda line: print(line, flush=True))
+
+
+def run_main():
+  """The `tfanom-score` console script."""
+  run_command(main, sys.modules[__name__])
+
+
+if __name__ == '__main__':
+  run_main()
