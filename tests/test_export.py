@@ -1,4 +1,5 @@
-"""The SavedModel export: signatures that match the live model in a fresh process, and bad input."""
+"""The SavedModel export: signatures that match the live model and tfanom.evaluate in a fresh process,
+calibrated thresholds, and bad input."""
 
 import json
 import os
@@ -10,7 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from scipy import stats
+
+from tfanom.anomaly import DEFAULT_SCORE, SCORES
+from tfanom.data.holdout import relabel
+from tfanom.data.sources import load_digits
 from tfanom.inference import export
+from tfanom.inference.calibration import NORMAL_RATES
 from tfanom.inference.scorer import ScoringModule
 from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
@@ -19,8 +26,10 @@ from tfanom.inference.evaluation import EvalConfig, evaluate
 from tfanom.training.run import train_and_evaluate
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SERVING_OUTPUTS = ('probabilities', 'class_id', 'class_name', 'msp_score', 'energy_score',
-                   'max_logit_score')
+# A forward pass gives every score but ODIN's (the fixture's model has a rotation head).
+SERVED_SCORES = tuple(name for name in SCORES if name != 'odin')
+SERVING_OUTPUTS = ('probabilities', 'class_id', 'class_name', 'anomaly_score', 'is_anomaly',
+                   *(f'{name}_score' for name in SERVED_SCORES))
 
 # Runs in a fresh interpreter: loads the export, calls both signatures on the images and on a
 # TF Serving REST body, and saves what came back.
@@ -35,7 +44,9 @@ loaded = tf.saved_model.load(export_dir)
 images = np.load(images_path)
 outputs = {name: value.numpy() for name, value in
            loaded.signatures['serving_default'](images=tf.constant(images)).items()}
-outputs.update(loaded.signatures['odin'](images=tf.constant(images)))
+# Both signatures answer is_anomaly: ODIN's is kept as odin_is_anomaly.
+outputs.update({('odin_is_anomaly' if name == 'is_anomaly' else name): value.numpy() for
+                name, value in loaded.signatures['odin'](images=tf.constant(images)).items()})
 np.savez(f'{output_dir}/outputs.npz', **outputs)
 with open(f'{output_dir}/request.json') as handle:
   body = handle.read()
@@ -72,22 +83,29 @@ def python_command(*args):
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
+  """A digits run with a validation split (which calibrates the export), exported by the CLI."""
   root = tmp_path_factory.mktemp('export')
   workdir = root / 'run'
-  train_and_evaluate(TrainConfig(dataset='digits', epochs=1, depth=10, width=1, final_window=1,
-                                 workdir=str(workdir)), log=lambda line: None)
+  train_and_evaluate(TrainConfig(dataset='digits', epochs=2, depth=10, width=1, final_window=1,
+                                 validation=True, workdir=str(workdir)), log=lambda line: None)
   export_dir = root / 'models' / 'digits' / '1'
   result = python_command('-m', 'tfanom.export', f'--workdir={workdir}',
                           f'--export_dir={export_dir}')
   assert result.returncode == 0, result.stderr
   run = load_run(str(workdir))
-  live = ScoringModule(run, run.config.odin_temperature, run.config.odin_epsilon)
+  temperature, epsilon = run.config.odin_temperature, run.config.odin_epsilon
+  detector = export.build_detector(
+      run, export.ExportConfig(workdir=str(workdir), export_dir=str(export_dir)), temperature,
+      epsilon, log=lambda line: None)
+  live = ScoringModule(run, temperature, epsilon, detector)
   return dict(root=root, workdir=workdir, export_dir=export_dir, stdout=result.stdout, run=run,
-              live=live)
+              live=live, detector=detector)
 
 
 def test_export_cli_reports_the_export(exported):
   assert f'to {exported["export_dir"]}' in exported['stdout']
+  assert f'is_anomaly: {DEFAULT_SCORE} > ' in exported['stdout']
+  assert 'known-class images of the validation split' in exported['stdout']
   assert (exported['export_dir'] / 'saved_model.pb').exists()
   leftovers = [p.name for p in exported['export_dir'].parent.iterdir() if p.name != '1']
   assert leftovers == []
@@ -106,7 +124,9 @@ def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, tmp_pat
   assert result.returncode == 0, result.stderr
   live = exported['live']
   expected = {key: value.numpy() for key, value in live.serve(images).items()}
-  expected.update(odin_score=live.odin(images)['odin_score'].numpy())
+  odin = live.odin(images)
+  expected.update(odin_score=odin['odin_score'].numpy(),
+                  odin_is_anomaly=odin['is_anomaly'].numpy())
   with np.load(tmp_path / 'outputs.npz', allow_pickle=True) as saved:
     assert sorted(saved.files) == sorted(expected)
     for key, value in expected.items():
@@ -124,8 +144,80 @@ def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, tmp_pat
     np.testing.assert_allclose(prediction['probabilities'], expected['probabilities'][i],
                                rtol=1e-5)
     np.testing.assert_allclose(prediction['msp_score'], expected['msp_score'][i], rtol=1e-5)
-  odin = json.loads((tmp_path / 'response_odin.json').read_text())
-  np.testing.assert_allclose(odin['predictions'], expected['odin_score'][:3], rtol=1e-5)
+  odin_response = json.loads((tmp_path / 'response_odin.json').read_text())
+  for i, prediction in enumerate(odin_response['predictions']):
+    assert sorted(prediction) == ['is_anomaly', 'odin_score']
+    np.testing.assert_allclose(prediction['odin_score'], expected['odin_score'][i], rtol=1e-5)
+    assert prediction['is_anomaly'] == expected['odin_is_anomaly'][i]
+
+
+def test_served_scores_equal_evaluate_in_a_fresh_process(exported, tmp_path):
+  evaluate(EvalConfig(workdir=str(exported['workdir'])), log=lambda line: None)
+  images = exported['run'].split.evaluation.images
+  np.save(tmp_path / 'images.npy', images)
+  (tmp_path / 'request.json').write_text(json.dumps({'instances': images[:2].tolist()}))
+  result = python_command('-c', LOAD_AND_PREDICT, str(exported['export_dir']),
+                          str(tmp_path / 'images.npy'), str(tmp_path), str(ROOT))
+  assert result.returncode == 0, result.stderr
+  with np.load(exported['workdir'] / 'scores.npz') as evaluated, \
+      np.load(tmp_path / 'outputs.npz', allow_pickle=True) as served:
+    # Features of one big batch and of evaluation-sized batches differ by float32 rounding
+    # (~1e-7 relative); RMDS subtracts two distances of ~100, so its error is absolute, at that
+    # relative size of the distances.
+    scale = dict(rmds=np.abs(evaluated['mahalanobis']).max())
+    for name in SCORES:
+      np.testing.assert_allclose(served[f'{name}_score'], evaluated[name], rtol=2e-5,
+                                 atol=2e-5 * max(1.0, scale.get(name, 1.0) * 1e-2), err_msg=name)
+    np.testing.assert_array_equal(served['class_id'], evaluated['prediction'])
+    np.testing.assert_array_equal(served['anomaly_score'], served[f'{DEFAULT_SCORE}_score'])
+    threshold = exported['detector'].threshold(DEFAULT_SCORE)
+    np.testing.assert_array_equal(served['is_anomaly'],
+                                  served['anomaly_score'] > np.float32(threshold))
+    assert 0 < served['is_anomaly'].sum() < len(images)
+
+
+def test_thresholds_accept_the_normal_rate_of_new_normal_images(exported, loaded):
+  """Calibrated on the validation split's normal images, tested on the test split's."""
+  calibration = json.loads(loaded.calibration_json.numpy())
+  split = exported['run'].split
+  assert calibration['size'] == int((~split.is_anomaly).sum())
+  assert calibration['rates'] == [0.9, 0.95, 0.99]
+  source = load_digits().test
+  normal = relabel(source.labels, split.holdout_index) >= 0
+  served = loaded.serve(tf.constant(source.images[normal]))
+  scores = served[f'{DEFAULT_SCORE}_score'].numpy()
+  n, m = calibration['size'], len(scores)
+  for rate in NORMAL_RATES:
+    threshold = calibration['thresholds'][DEFAULT_SCORE][calibration['rates'].index(rate)]
+    accepted = int((scores <= np.float32(threshold)).sum())
+    # Split-conformal: a new score falls at or below the k-th of n calibration scores with a
+    # Beta(k, n + 1 - k) probability, so the accepted count is beta-binomial.
+    rank = min(int(np.ceil(rate * (n + 1))), n)
+    low, high = stats.betabinom.interval(0.99, m, rank, n + 1 - rank)
+    assert low <= accepted <= high, (rate, accepted, m, low, high)
+    met = calibration['rates_met'][DEFAULT_SCORE][calibration['rates'].index(rate)]
+    assert met >= rate
+
+
+def test_export_refuses_bad_detector_settings(exported, tmp_path):
+  workdir = str(exported['workdir'])
+  for overrides, message in [(dict(normal_rate=1.0), 'strictly between 0 and 1'),
+                             (dict(normal_rate=0.0), 'strictly between 0 and 1'),
+                             (dict(score='nope'), 'unknown'),
+                             (dict(knn_bank_size=-1), 'must be >= 0')]:
+    config = export.ExportConfig(workdir=workdir, export_dir=str(tmp_path / '1'), **overrides)
+    with pytest.raises(UsageError, match=message):
+      export.export_run(config)
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_a_knn_bank_subsample_is_stored_at_its_size(exported):
+  statistics = exported['detector'].statistics
+  smaller = export.subsample_bank(statistics, 100, seed=0)
+  assert smaller.bank.shape == (100, statistics.bank.shape[1])
+  rows = {row.tobytes() for row in statistics.bank}
+  assert all(row.tobytes() in rows for row in smaller.bank)
+  assert export.subsample_bank(statistics, 0, seed=0) is statistics
 
 
 def test_scores_are_oriented_and_consistent(exported):
@@ -151,6 +243,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
   assert 'shape: (-1, 32, 32, 1)' in result.stdout and 'dtype: DT_UINT8' in result.stdout
   for name in (*SERVING_OUTPUTS, 'odin_score'):
     assert f"outputs['{name}']" in result.stdout
+  assert result.stdout.count("outputs['is_anomaly']") == 2  # in both signatures
 
 
 @pytest.fixture(scope='module')

@@ -1,0 +1,174 @@
+"""`tfanom.score`: a folder of new images of mixed formats, sizes and channels, scored by an export."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfanom.anomaly import DEFAULT_SCORE
+from tfanom.data.holdout import relabel
+from tfanom.errors import UsageError
+from tfanom.inference import export, gallery, score_files
+from tfanom.inference.restore import load_run
+from tfanom.inference.score_files import ScoreConfig
+from tfanom.training.run import train_and_evaluate
+
+from tests.conftest import HOLDOUT, own_lines, tiny_config
+from tests.test_export import python_command
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  root = tmp_path_factory.mktemp('score')
+  workdir = root / 'run'
+  train_and_evaluate(tiny_config(aux='none', workdir=str(workdir)), log=lambda line: None)
+  export_dir = root / 'models' / '1'
+  export.export_run(export.ExportConfig(workdir=str(workdir), export_dir=str(export_dir)),
+                    log=lambda line: None)
+  return dict(root=root, workdir=workdir, export_dir=str(export_dir))
+
+
+@pytest.fixture(scope='module')
+def folder(exported, digits):
+  """Known digits and held-out ones, as grey PNGs, RGB JPEGs of other sizes, RGBA PNGs, GIFs and
+  BMPs, plus a corrupt JPEG and a text file."""
+  root = exported['root'] / 'new'
+  normal, anomalous = root / 'known', root / 'held_out'
+  (normal / 'deeper').mkdir(parents=True)
+  anomalous.mkdir()
+  labels = relabel(digits.test.labels, HOLDOUT)
+  known = np.flatnonzero(labels >= 0)[:40]
+  held_out = np.flatnonzero(labels < 0)[:20]
+  writers = [
+      lambda pixels, path: Image.fromarray(pixels).save(f'{path}.png'),
+      lambda pixels, path: Image.fromarray(pixels).convert('RGB').resize((48, 64)).save(
+          f'{path}.jpg'),
+      lambda pixels, path: Image.fromarray(pixels).convert('RGBA').save(f'{path}.png'),
+      lambda pixels, path: Image.fromarray(pixels).convert('RGB').save(f'{path}.gif'),
+      lambda pixels, path: Image.fromarray(pixels).convert('RGB').save(f'{path}.bmp')]
+  for group, indices, directory in [('k', known, normal), ('h', held_out, anomalous)]:
+    for n, index in enumerate(indices):
+      place = normal / 'deeper' if group == 'k' and n % 2 else directory
+      writers[n % len(writers)](digits.test.images[index][..., 0], place / f'{group}{n}')
+  (normal / 'broken.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+  (root / 'README.txt').write_text('not an image')
+  return dict(root=root, readable=len(known) + len(held_out), known=len(known),
+              held_out=len(held_out))
+
+
+def score(exported, folder, tmp_path, **overrides):
+  config = ScoreConfig(export_dir=exported['export_dir'], images=str(folder['root']),
+                       output=str(tmp_path / 'out'), **overrides)
+  return score_files.score_files(config, log=lambda line: None)
+
+
+def test_scores_every_readable_image_and_writes_the_gallery(exported, folder, tmp_path):
+  summary = score(exported, folder, tmp_path, labels_from_folders=('held_out',), gallery_size=5)
+  out = tmp_path / 'out'
+  assert sorted(p.name for p in out.iterdir()) == ['gallery.html', 'gallery.png', 'scores.csv',
+                                                   'summary.json']
+  with open(out / 'scores.csv', newline='') as handle:
+    rows = list(csv.DictReader(handle))
+  assert len(rows) == folder['readable'] == summary['scored']
+  columns = list(rows[0])
+  assert columns[:3] == ['path', 'class_name', 'probability']
+  assert columns[-2:] == ['anomaly_score', 'is_anomaly']
+  assert {'msp_score', 'odin_score', 'rmds_score', 'knn_score', 'vim_score'} <= set(columns)
+  assert 'rotation_score' not in columns  # an --aux=none model has no rotation head
+  threshold = np.float32(summary['threshold'])
+  for row in rows:
+    assert row['anomaly_score'] == row[f'{DEFAULT_SCORE}_score']
+    assert row['is_anomaly'] == str(int(np.float32(float(row['anomaly_score'])) > threshold))
+  assert summary['skipped'] == 2
+  assert sorted(p.split('/')[-1] for p in summary['skipped_files']) == ['README.txt', 'broken.jpg']
+  labels = summary['labels']
+  assert (labels['anomalies'], labels['normal']) == (folder['held_out'], folder['known'])
+  assert set(labels['scores']) >= {'msp', 'odin', DEFAULT_SCORE}
+  # The gallery is a real image with both halves of the page.
+  png = tf.io.decode_png(tf.io.read_file(str(out / 'gallery.png'))).numpy()
+  assert png.shape[0] > 200 and png.shape[1] > 200 and png.std() > 10
+  page = (out / 'gallery.html').read_text()
+  assert page.count('<img') == 10 and 'most anomalous' in page and 'least anomalous' in page
+  assert json.loads((out / 'summary.json').read_text())['scored'] == folder['readable']
+
+
+def test_the_same_image_scores_alike_in_any_file_format(exported, folder, tmp_path):
+  """A grey PNG at the model size is read exactly; through RGB files the pixels stay close."""
+  loaded = score_files.load_detector(exported['export_dir'])
+  pixels = np.asarray(Image.open(next(folder['root'].glob('known/k0.png'))))[None, :, :, None]
+  direct = loaded.serve(tf.constant(pixels))['msp_score'].numpy()[0]
+  summary = score(exported, folder, tmp_path)
+  with open(tmp_path / 'out' / 'scores.csv', newline='') as handle:
+    by_name = {row['path'].split('/')[-1]: row for row in csv.DictReader(handle)}
+  assert float(by_name['k0.png']['msp_score']) == pytest.approx(direct, abs=1e-6)
+  assert summary['scored'] == folder['readable']
+
+
+def test_the_decision_can_be_asked_at_another_calibrated_rate(exported, folder, tmp_path):
+  strict = score(exported, folder, tmp_path, normal_rate=0.99, score='msp')
+  lenient = score(exported, folder, tmp_path, normal_rate=0.90, score='msp', overwrite=True)
+  assert strict['threshold'] >= lenient['threshold']
+  assert strict['flagged'] <= lenient['flagged']
+  with pytest.raises(UsageError, match=r'--normal_rate=0.8 was not calibrated.*0.9, 0.95, 0.99'):
+    score(exported, folder, tmp_path, normal_rate=0.8, overwrite=True)
+  with pytest.raises(UsageError, match='--score=rotation is not served'):
+    score(exported, folder, tmp_path, score='rotation', overwrite=True)
+
+
+@pytest.mark.parametrize('images, message', [
+    ('empty', 'holds no files'), ('nothing/*.png', 'holds no files'),
+    ('missing', 'does not exist'), ('junk', 'none of its 1 files is a readable image')])
+def test_no_images_is_one_line(exported, tmp_path, images, message):
+  (tmp_path / 'empty').mkdir()
+  (tmp_path / 'nothing').mkdir()
+  (tmp_path / 'junk').mkdir()
+  (tmp_path / 'junk' / 'a.png').write_text('text')
+  config = ScoreConfig(export_dir=exported['export_dir'], images=str(tmp_path / images),
+                       output=str(tmp_path / 'out'))
+  with pytest.raises(UsageError, match=message):
+    score_files.score_files(config, log=lambda line: None)
+  assert not (tmp_path / 'out').exists()
+
+
+def test_bad_settings_and_an_old_export(exported, folder, tmp_path):
+  with pytest.raises(UsageError, match='strictly between 0 and 1'):
+    score(exported, folder, tmp_path, normal_rate=1.5)
+  with pytest.raises(UsageError, match='no folder named cats'):
+    score(exported, folder, tmp_path, labels_from_folders=('cats',))
+  (tmp_path / 'out').mkdir()
+  (tmp_path / 'out' / 'keep.txt').write_text('earlier')
+  with pytest.raises(UsageError, match='exists and is not empty.*--overwrite'):
+    score(exported, folder, tmp_path)
+  # An export without a detector is what tfanom exported before thresholds existed.
+  old = tmp_path / 'old' / '1'
+  export.export(load_run(str(exported['workdir'])), str(old))
+  with pytest.raises(UsageError, match='without calibrated thresholds.*export it again'):
+    score_files.score_files(ScoreConfig(export_dir=str(old), images=str(folder['root']),
+                                        output=str(tmp_path / 'o2')))
+
+
+def test_a_failed_run_leaves_the_earlier_output(exported, folder, tmp_path, monkeypatch):
+  score(exported, folder, tmp_path)
+  before = (tmp_path / 'out' / 'scores.csv').read_bytes()
+
+  def full_disk(*args):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(gallery, 'write_png', full_disk)
+  with pytest.raises(UsageError, match='cannot write .*out: No space left on device'):
+    score(exported, folder, tmp_path, overwrite=True, score='msp')
+  assert (tmp_path / 'out' / 'scores.csv').read_bytes() == before
+  assert [p.name for p in tmp_path.iterdir()] == ['out']
+
+
+def test_the_command_line_exits_2_with_one_line(exported, tmp_path):
+  (tmp_path / 'empty').mkdir()
+  result = python_command('-m', 'tfanom.score', f'--export_dir={exported["export_dir"]}',
+                          f'--images={tmp_path / "empty"}', f'--output={tmp_path / "out"}')
+  assert result.returncode == 2
+  assert own_lines(result.stderr) == [
+      f'tfanom.score: error: --images={tmp_path / "empty"} holds no files: give a folder of '
+      'images or a glob that matches some']
