@@ -10,4 +10,4 @@ FEATURE_SCORES = ('mahalanobis', 'rmds', 'knn', 'vim', 'fdbd', 'react_energy')
 ROTATION_SCORES = ('rotation', 'rotpred')  # need a rotation head
 # The score of `anomaly_score`/`is_anomaly` when tfanom.export is not told: fixed from the measurements
 # in docs/scores.md ("Choosing a score"), never from the anomalies of the run being exported.
-DEFAULT_SCORE = 'rmds'
+DEFAULT_SCORE = 'vim'

@@ -88,8 +88,9 @@ def build_detector(run: Run, config: ExportConfig, odin_temperature: float, odin
   statistics = feature_statistics(module, run.split, batch_size,
                                   file_fingerprint([run.checkpoint + '.index']),
                                   os.path.join(config.workdir, FEATURE_CACHE_FILE), log)
+  full_bank = len(statistics.bank)
   statistics = subsample_bank(statistics, config.knn_bank_size, run.config.seed)
-  knn_k = min(KNN_K, len(statistics.bank))
+  knn_k = knn_k_for(full_bank, len(statistics.bank))
   images, source = calibration_images(run, config.calibration_dir, log)
   settings = dict(batch_size=batch_size, odin_temperature=odin_temperature,
                   odin_epsilon=odin_epsilon, knn_k=knn_k)
@@ -106,6 +107,14 @@ def subsample_bank(statistics: FeatureStatistics, size: int, seed: int) -> Featu
     return statistics
   rows = np.sort(np.random.default_rng(seed).choice(len(statistics.bank), size, replace=False))
   return dataclasses.replace(statistics, bank=statistics.bank[rows])
+
+
+def knn_k_for(full_bank: int, kept: int) -> int:
+  """KNN's k for a bank of `kept` of `full_bank` training features: k scales with the bank, so that
+  the k-th neighbour of a subsample lies at about the same density of training features as the
+  k-th of the full bank."""
+  k = min(KNN_K, full_bank)
+  return max(1, round(k * kept / full_bank))
 
 
 def calibration_images(run: Run, calibration_dir: str | None, log=print):
