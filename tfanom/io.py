@@ -14,14 +14,12 @@ import tempfile
 
 import numpy as np
 
-from tfanom.errors import UsageError
+from tfanom.errors import UsageError, first_line
 
 
 def write_error(path: str, error: Exception) -> UsageError:
   """The one-line error for a failed write of `path` (an OSError or a TensorFlow OpError)."""
-  cause = (getattr(error, 'strerror', None) or getattr(error, 'message', None) or
-           str(error)).strip().splitlines()[0]
-  return UsageError(f'cannot write {path}: {cause}; check that its folder is writable and the disk '
+  return UsageError(f'cannot write {path}: {first_line(error)}; check that its folder is writable and the disk '
                     'has room, then rerun (earlier files are unchanged)')
 
 

@@ -13,7 +13,7 @@ from tfanom.auxiliary import make_auxiliary_task
 from tfanom.config import TrainConfig, setting
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.sources import load_source
-from tfanom.errors import UsageError
+from tfanom.errors import UsageError, first_line
 from tfanom.models import WideResNet, build_model
 from tfanom.models.wide_resnet import checkpoint_variables
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, read_config
@@ -81,8 +81,7 @@ def load_run(workdir: str, data_dir: str | None = None) -> Run:
     ).assert_existing_objects_matched()
   except (tf.errors.OpError, IndexError) as error:
     # Read errors (a truncated data file, an overwritten index), not a different model.
-    reason = (getattr(error, 'message', None) or str(error)).strip().splitlines()[0]
-    raise UsageError(f'{checkpoint} is corrupt ({reason}): rerun the tfanom.train command of '
+    raise UsageError(f'{checkpoint} is corrupt ({first_line(error)}): rerun the tfanom.train command of '
                      'this workdir, which sets it aside and resumes from the checkpoint before '
                      'it, then run this again') from None
   except (AssertionError, ValueError) as error:

@@ -17,7 +17,7 @@ from tfanom.auxiliary import aux_norm_task, make_auxiliary_task
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import HoldoutSplit
 from tfanom.data.pipeline import InputPipeline, to_unit_range
-from tfanom.errors import UsageError
+from tfanom.errors import UsageError, first_line
 from tfanom.inference.scorer import Scorer
 from tfanom.models import build_model
 from tfanom.models.mixed_precision import make_optimizer, precision_scope
@@ -207,7 +207,7 @@ class Trainer:
         raise UsageError(f'{path} does not match this model and its optimizers: it was written '
                          'by another configuration or tfanom version; use a new --workdir') from None
       except (tf.errors.OpError, IndexError) as error:  # read errors, not another model
-        self.log(f'warning: checkpoint {path} is unreadable ({_first_line(error)}); moved to '
+        self.log(f'warning: checkpoint {path} is unreadable ({first_line(error)}); moved to '
                  f'{self._set_aside(path)}, trying the one before it')
         continue
       done, step = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
@@ -258,7 +258,7 @@ class Trainer:
         else:
           tf.io.gfile.remove(leftover)
       raise UsageError(f'cannot write checkpoint {number} in {self.manager.directory}: '
-                       f'{_first_line(error)}; free disk space or fix the folder\'s permissions '
+                       f'{first_line(error)}; free disk space or fix the folder\'s permissions '
                        'and rerun: the earlier checkpoints are kept') from None
     if not self.is_chief:
       tf.io.gfile.rmtree(self.manager.directory)
@@ -376,11 +376,6 @@ class Trainer:
         parts.setdefault(key, []).append(value.numpy())
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
     return summarize_scores(arrays), arrays
-
-
-def _first_line(error) -> str:
-  text = getattr(error, 'message', None) or str(error)
-  return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _scaled(optimizer, loss):
