@@ -16,24 +16,16 @@ from tfanom.cli.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not-at-top
+from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from tfanom.cli import flags as cli_flags  # noqa: E402
-from tfanom.cli.flags import config_from_flags, define_flags, run_command  # noqa: E402
-from tfanom.errors import reported_as_one_line  # noqa: E402
 from tfanom.inference.evaluation import EvalConfig, evaluate  # noqa: E402
+from tfanom.cli import flags as cli_flags  # noqa: E402
+from tfanom.cli.flags import config_main, define_flags, run_command  # noqa: E402
 
 # --help lists the key flags of the main module: the generated ones count as this module's.
 _SETTINGS = define_flags(EvalConfig)
 flags.adopt_module_key_flags(cli_flags)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.WARNING)
-  with reported_as_one_line('tfanom.evaluate'):
-    evaluate(config_from_flags(EvalConfig, _SETTINGS), log=lambda line: print(line, flush=True))
+main = config_main('tfanom.evaluate', EvalConfig, _SETTINGS, evaluate)
 
 
 def run_main():

@@ -9,9 +9,10 @@ import dataclasses
 import math
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfanom.config import setting_kinds
+from tfanom.errors import reported_as_one_line
 
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            bool: flags.DEFINE_bool}
@@ -63,6 +64,22 @@ def _finite_list(values) -> bool:
     return all(math.isfinite(float(v)) for v in values or ())
   except ValueError:
     return False
+
+
+def config_main(program: str, config_class, settings: dict, call, quiet: bool = True):
+  """The `main` of a command that turns its flags into one `config_class` and makes one library
+  call, `call(config, log)`, whose UsageErrors end in one line and exit status 2. `quiet` hides
+  absl's INFO lines."""
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    if quiet:
+      logging.set_verbosity(logging.WARNING)
+    with reported_as_one_line(program):
+      call(config_from_flags(config_class, settings), lambda line: print(line, flush=True))
+
+  return main
 
 
 def run_command(main, module) -> None:
