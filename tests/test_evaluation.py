@@ -16,7 +16,7 @@ from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
 from tfanom.inference.evaluation import EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, evaluate
-from tfanom.models.wide_resnet import checkpoint_variables
+from tfanom.models.trunk import checkpoint_variables
 from tfanom.training.run import train_and_evaluate
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tfanom.errors import UsageError
-from tfanom.models.wide_resnet import TaskBatchNorm
+from tfanom.models.trunk import TaskBatchNorm
 from tfanom.training.distribute import make_strategy
 from tfanom.training.loop import Preempted, Trainer
 from tfanom.training.results import final_metrics

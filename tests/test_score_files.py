@@ -150,6 +150,14 @@ def test_bad_settings_and_an_old_export(exported, folder, tmp_path):
                                         output=str(tmp_path / 'o2')))
 
 
+def test_export_refuses_a_rotation_score_without_a_rotation_head(exported, tmp_path):
+  config = export.ExportConfig(workdir=str(exported['workdir']), export_dir=str(tmp_path / '1'),
+                               score='rotpred')
+  with pytest.raises(UsageError, match='--score=rotpred needs a rotation head.*--aux=none'):
+    export.export_run(config, log=lambda line: None)
+  assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_run_leaves_the_earlier_output(exported, folder, tmp_path, monkeypatch):
   score(exported, folder, tmp_path)
   before = (tmp_path / 'out' / 'scores.csv').read_bytes()

@@ -10,8 +10,8 @@ from conftest import tiny_config
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.rotation import RotationTask, rotate_batch
 from tfanom.errors import UsageError
-from tfanom.models.wide_resnet import (TaskBatchNorm, WRNConfig, build_wide_resnet, checkpoint_variables,
-                           weight_decay_variables)
+from tfanom.models.trunk import TaskBatchNorm, checkpoint_variables, weight_decay_variables
+from tfanom.models.wide_resnet import WRNConfig, build_wide_resnet
 
 RGB_MEAN, RGB_STD = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
 

@@ -19,7 +19,7 @@ The training loop sees every task through the same interface:
 from tfanom.auxiliary.cpc import CPCTask
 from tfanom.auxiliary.rotation import RotationTask
 from tfanom.errors import UsageError
-from tfanom.models.wide_resnet import CLASSIFICATION_TASK
+from tfanom.models.trunk import CLASSIFICATION_TASK
 
 AUXILIARY_TASKS = ('none', 'rotation', 'cpc')
 AUX_NORM_TASK = 1  # the auxiliary task's normalisation parameters with --aux_norm=conditional

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from tfanom.errors import UsageError
-from tfanom.models.wide_resnet import checkpoint_variables
+from tfanom.models.trunk import checkpoint_variables
 
 CONTEXT_KERNEL = (2, 3)  # rows (this one and the one above), columns (centred)
 CONTEXT_LAYERS = 2

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfanom.errors import UsageError
-from tfanom.models.wide_resnet import checkpoint_variables
+from tfanom.models.trunk import checkpoint_variables
 
 # 'rot90': the four rotations the paper describes. 'official': what the official code applies
 # instead (identity, vertical flip, transpose, transpose of the vertical flip).

@@ -9,6 +9,12 @@ from tfanom.errors import UsageError
 
 ANOMALY_LABEL = -1
 VALIDATION_FRACTION = 0.2
+NO_HOLDOUT = -1  # holdout_index of --holdout=none: every class is known
+
+
+def holdout_text(index: int, name: str) -> str:
+  """How logs and tables name the held-out class."""
+  return 'no class held out' if index == NO_HOLDOUT else f'anomaly = class {index} ({name})'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +59,15 @@ def resolve_holdout(holdout: str | int, class_names, class_ids=()) -> int:
 
 def relabel(labels: np.ndarray, holdout_index: int) -> np.ndarray:
   """Classes above the held-out one move down by one; the held-out class becomes ANOMALY_LABEL."""
+  if holdout_index == NO_HOLDOUT:
+    return labels.astype(np.int64)
   relabelled = np.where(labels > holdout_index, labels - 1, labels)
   return np.where(labels == holdout_index, ANOMALY_LABEL, relabelled).astype(np.int64)
 
 
 def make_holdout(source: Source, holdout: str | int, validation: bool = False,
                  seed: int = 0) -> HoldoutSplit:
-  """Builds the hold-out split of `source`.
+  """Builds the hold-out split of `source`; `holdout='none'` keeps every class known.
 
   With `validation`, a seeded, stratified 20% of the *training* data (all K classes) replaces the
   test set, as the paper does to tune lambda; the held-out class's share of it keeps the validation
@@ -69,7 +77,11 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
     raise UsageError(f'{source.name} has {len(source.class_names)} classes: holding one out leaves '
                      'fewer than two known classes, and a one-class classifier scores every '
                      'image alike; use a dataset with at least three classes')
-  index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
+  if str(holdout).lower() == 'none':
+    index, name = NO_HOLDOUT, 'none'
+  else:
+    index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
+    name = source.class_names[index]
   evaluation = source.test
   keep = source.train.labels != index
   if validation:
@@ -80,7 +92,7 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
   return HoldoutSplit(
       dataset=source.name,
       holdout_index=index,
-      holdout_name=source.class_names[index],
+      holdout_name=name,
       known_class_names=tuple(n for i, n in enumerate(source.class_names) if i != index),
       train=LabelledImages(train.images, relabel(train.labels, index)),
       evaluation=LabelledImages(evaluation.images, relabel(evaluation.labels, index)),

@@ -15,7 +15,11 @@ from tfanom.errors import UsageError
 
 CROP_PADDING = 4
 # 'center_mask' is Table 7's regulariser: crop_flip, then a masked square inside the image centre.
-AUGMENTATIONS = ('crop_flip', 'crop', 'none', 'center_mask')
+# 'crop_altflip' is airbench's: crops, and each image mirrored in every other epoch (a seeded half
+# of the images in even epochs, the other half in odd ones), which sees both orientations of every
+# image within two epochs.
+AUGMENTATIONS = ('crop_flip', 'crop', 'none', 'center_mask', 'crop_altflip')
+PAD_MODES = dict(zeros='CONSTANT', reflect='REFLECT')
 # On CIFAR-10's 32x32 images a 16x16 square within the central 21x21 region; other sides scale.
 MASK_FRACTION = 16 / 32
 MASK_REGION_FRACTION = 21 / 32
@@ -42,9 +46,11 @@ def shared_tensor(array: np.ndarray) -> tf.Tensor:
   return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
 
 
-def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
-  """Zero-pad by `padding`, crop a `size` square (default: the image's size) at a random offset
-  and mirror half of the batch.
+def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None, fill='zeros',
+                     mirror=None):
+  """Pad by `padding` (`fill`: zeros or reflect), crop a `size` square (default: the image's size)
+  at a random offset and, with `flip`, mirror a random half of the batch, or the images where the
+  boolean `mirror` [batch] is true.
 
   Each crop is one slice (a copy of whole rows), which is an order of magnitude faster than
   gathering pixels by index on 224x224 crops and still faster on 32x32 ones; `seed` is a stateless
@@ -52,7 +58,8 @@ def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
   """
   height, width = (size, size) if size else (images.shape[1], images.shape[2])
   batch = tf.shape(images)[0]
-  padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+  padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]],
+                  mode=PAD_MODES[fill])
   row_seed, col_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
   row_offsets = tf.random.stateless_uniform([batch], row_seed, 0, padded.shape[1] - height + 1,
                                             tf.int32)
@@ -64,7 +71,8 @@ def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None):
       (padded, row_offsets, col_offsets), fn_output_signature=images.dtype)
   if not flip:
     return cropped
-  mirror = tf.random.stateless_uniform([batch], flip_seed) < 0.5
+  if mirror is None:
+    mirror = tf.random.stateless_uniform([batch], flip_seed) < 0.5
   return tf.where(mirror[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
 
 
@@ -109,13 +117,15 @@ class InputPipeline:
     aux_batch_size: global batch of unaugmented images for the auxiliary task, or 0 for none.
     augment: one of AUGMENTATIONS.
     seed: seeds the permutations and the augmentation.
+    crop_padding, crop_fill: the padding of crop augmentations and what it holds (PAD_MODES).
     crop_size: the side of the images the model sees: random crops (without padding) in training,
       central crops for evaluation and the auxiliary task. Without it, training crops are taken
       after padding by CROP_PADDING, at the images' own size.
   """
 
   def __init__(self, split: HoldoutSplit, batch_size: int, aux_batch_size: int = 0,
-               augment: str = 'crop_flip', seed: int = 0, crop_size: int | None = None):
+               augment: str = 'crop_flip', seed: int = 0, crop_size: int | None = None,
+               crop_padding: int = CROP_PADDING, crop_fill: str = 'zeros'):
     if augment not in AUGMENTATIONS:
       raise UsageError(f'--augment={augment} is unknown: choose one of {", ".join(AUGMENTATIONS)}')
     height, width, channels = split.train.images.shape[1:]
@@ -133,6 +143,10 @@ class InputPipeline:
     self.aux_batch_size = aux_batch_size
     self.augment = augment
     self.seed = seed
+    self.crop_padding, self.crop_fill = crop_padding, crop_fill
+    # crop_altflip: the images mirrored in even epochs (the others in odd ones).
+    self._mirrored_first = tf.constant(
+        np.random.default_rng([seed, 2]).random(self.num_train) < 0.5)
     # Masked pixels take the training mean, which the model's normalisation maps to zero.
     self._mask_fill = tf.constant(np.round(split.mean * 255.0), tf.uint8)
     # Batches are gathered from the split's own arrays, not from copies of them.
@@ -154,28 +168,32 @@ class InputPipeline:
     if self.aux_batch_size:
       indices['aux'] = self._batched_permutation(epoch, 1, self.aux_batch_size, start_step)
     epoch_seed = np.int64(self.seed) * 1_000_003 + epoch
+    odd_epoch = tf.constant(epoch % 2 == 1)
     dataset = tf.data.Dataset.from_tensor_slices((steps, indices)).map(
-        lambda step, batch_indices: self._training_batch(tf.stack([epoch_seed, step]),
+        lambda step, batch_indices: self._training_batch(tf.stack([epoch_seed, step]), odd_epoch,
                                                          batch_indices),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _without_rewrites_or_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
   @tf.function
-  def _training_batch(self, seed, batch_indices):
+  def _training_batch(self, seed, odd_epoch, batch_indices):
     # A tf.function, traced once per pipeline: tf.data traces what it maps for every dataset, and
     # every epoch is a new dataset, so the map only calls this graph (saves ~0.05 s an epoch).
-    image = self._augment(tf.gather(self._train_images, batch_indices['cls']), seed)
+    mirror = tf.not_equal(tf.gather(self._mirrored_first, batch_indices['cls']), odd_epoch)
+    image = self._augment(tf.gather(self._train_images, batch_indices['cls']), seed, mirror)
     batch = {'image': image, 'label': tf.gather(self._train_labels, batch_indices['cls'])}
     if 'aux' in batch_indices:
       batch['aux_image'] = center_crop(tf.gather(self._train_images, batch_indices['aux']),
                                        self.crop_size)
     return batch
 
-  def _augment(self, images, seed):
+  def _augment(self, images, seed, mirror):
     if self.augment == 'none':
       return center_crop(images, self.crop_size)
-    images = random_crop_flip(images, seed, 0 if self.crop_size else CROP_PADDING,
-                              flip=self.augment != 'crop', size=self.crop_size)
+    images = random_crop_flip(images, seed, 0 if self.crop_size else self.crop_padding,
+                              flip=self.augment != 'crop', size=self.crop_size,
+                              fill=self.crop_fill,
+                              mirror=mirror if self.augment == 'crop_altflip' else None)
     if self.augment == 'center_mask':
       images = center_mask(images, tf.random.experimental.stateless_fold_in(seed, 1),
                            self._mask_fill)

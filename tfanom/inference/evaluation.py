@@ -13,6 +13,7 @@ import os
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics
 from tfanom.anomaly.scores import KNN_K
 from tfanom.config import setting
+from tfanom.data.holdout import holdout_text
 from tfanom.errors import UsageError
 from tfanom.inference.export import load_export
 from tfanom.inference.features import file_fingerprint
@@ -91,7 +92,7 @@ def evaluate(config: EvalConfig, log=print) -> dict:
                         else config.odin_temperature),
       odin_epsilon=(run_config.odin_epsilon if config.odin_epsilon is None
                     else config.odin_epsilon))
-  log(f'{run_config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
+  log(f'{run_config.dataset}: {holdout_text(split.holdout_index, split.holdout_name)}; '
       f'model {model_path}; scores {", ".join(names)}')
 
   statistics = None
@@ -111,7 +112,9 @@ def evaluate(config: EvalConfig, log=print) -> dict:
       evaluated_on=evaluated_on,
       **metrics.classification_summary(arrays['label'], arrays['prediction']),
       settings=settings,
-      scores={name: metrics.summarize(arrays['is_anomaly'], arrays[name]) for name in names})
+      # Without a held-out class (--holdout=none) there is nothing to rank: accuracy only.
+      scores={name: metrics.summarize(arrays['is_anomaly'], arrays[name]) for name in names}
+      if split.is_anomaly.any() else {})
   write_json_atomic(os.path.join(config.workdir, EVAL_FILE), report)
   write_npz_atomic(os.path.join(config.workdir, SCORES_FILE), arrays)
   log(eval_table(report))
@@ -121,9 +124,8 @@ def evaluate(config: EvalConfig, log=print) -> dict:
 def eval_table(report: dict) -> str:
   """A plain-text table: one row per score, one column per metric (percent); `*` marks the best
   value of each column (the highest, the lowest for FPR95)."""
-  title = (f'{report["dataset"]}, anomaly = class {report["holdout"]["index"]} '
-           f'({report["holdout"]["name"]}), {report["num_examples"]} {report["evaluated_on"]} '
-           f'examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%')
+  title = (f'{report["dataset"]}, {holdout_text(**report["holdout"])}, '
+           f'{report["num_examples"]} {report["evaluated_on"]} examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%')
   rows = [[name, *(values[key] for key, _ in METRIC_COLUMNS)]
           for name, values in report['scores'].items()]
   marked = [set() for _ in rows]

@@ -15,7 +15,7 @@ from tfanom.anomaly.scores import KNN_K
 from tfanom.config import setting
 from tfanom.data.arrays import stratified_mask
 from tfanom.data.decoding import decode_files, list_image_files
-from tfanom.data.holdout import VALIDATION_FRACTION
+from tfanom.data.holdout import VALIDATION_FRACTION, holdout_text
 from tfanom.errors import UsageError
 from tfanom.inference.calibration import (DEFAULT_NORMAL_RATE, Detector, calibrate,
                                           check_normal_rate, rates_with)
@@ -154,8 +154,8 @@ def export_summary(run: Run, path: str, detector: Detector) -> str:
   calibration = detector.calibration
   rate = detector.normal_rate
   met = calibration.rates_met[detector.score][calibration.rates.index(rate)]
-  return (f'exported {run.checkpoint} (anomaly = class {run.split.holdout_index} '
-          f'({run.split.holdout_name})) to {path}: signatures serving_default, odin\n'
+  held_out = holdout_text(run.split.holdout_index, run.split.holdout_name)
+  return (f'exported {run.checkpoint} ({held_out}) to {path}: signatures serving_default, odin\n'
           f'is_anomaly: {detector.score} > {detector.threshold(detector.score):.6g}, accepting '
           f'{rate:g} of normal images (calibrated on {calibration.source}; {met:.4f} of them '
           f'accepted)\n'

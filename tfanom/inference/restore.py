@@ -14,8 +14,8 @@ from tfanom.config import TrainConfig, setting
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError, first_line
-from tfanom.models import WideResNet, build_model
-from tfanom.models.wide_resnet import checkpoint_variables
+from tfanom.models import Trunk, build_model
+from tfanom.models.trunk import checkpoint_variables
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, read_config
 
 
@@ -37,7 +37,7 @@ def odin_epsilon_override():
 class Run:
   config: TrainConfig
   split: HoldoutSplit
-  model: WideResNet
+  model: Trunk
   aux_task: object  # the auxiliary task (its head restored), or None
   checkpoint: str  # the restored checkpoint's path prefix
 

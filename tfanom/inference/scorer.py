@@ -24,23 +24,57 @@ from tfanom.auxiliary.rotation import NUM_ROTATIONS
 from tfanom.data.pipeline import to_unit_range
 
 
+def mirrored(images):
+  return tf.reverse(images, axis=[2])
+
+
+def shifted(images, rows: int, columns: int):
+  """Images moved by one pixel (`rows`, `columns` in -1, 0, 1), the edge reflected in (airbench)."""
+  height, width = images.shape[1], images.shape[2]
+  padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode='REFLECT')
+  return padded[:, 1 - rows:1 - rows + height, 1 - columns:1 - columns + width]
+
+
+def tta_views(images, tta: str):
+  """The (weight, view) pairs whose weighted mean of features `--tta` scores with.
+
+  flip_translate is airbench94's level 2: half on the image and its mirror image, half on both
+  mirrorings of the image moved one pixel up-left and one pixel down-right.
+  """
+  if tta == 'none':
+    return [(1.0, images)]
+  views = [(0.5, images), (0.5, mirrored(images))]
+  if tta == 'flip':
+    return views
+  moved = [shifted(images, -1, -1), shifted(images, 1, 1)]
+  return ([(0.25, view) for _, view in views]
+          + [(0.125, view) for image in moved for view in (image, mirrored(image))])
+
+
 class Scorer:
   """The scores of one model for images in [0, 1], shape [batch, H, W, C].
 
-  `rotation_scores` exists only for models with a rotation head (`has_rotation`).
+  `rotation_scores` exists only for models with a rotation head (`has_rotation`). With `tta`
+  other than none, the features (and so the logits of the linear head, and every score but the
+  rotation ones) are the weighted mean over `tta_views`.
   """
 
-  def __init__(self, model, aux_task=None, norm_task: int = 0):
+  def __init__(self, model, aux_task=None, norm_task: int = 0, tta: str = 'none'):
     self.model = model
     self.has_rotation = aux_task is not None and aux_task.name == 'rotation'
     self._aux_task = aux_task
     self._norm_task = norm_task
+    self._tta = tta
+
+  def features(self, images):
+    return tf.add_n([weight * self.model.features(view, training=False)
+                     for weight, view in tta_views(images, self._tta)])
 
   def logits(self, images):
-    return self.model(images, training=False)
+    return self.model.class_head(self.features(images))
 
   def features_and_logits(self, images):
-    features = self.model.features(images, training=False)
+    features = self.features(images)
     return features, self.model.class_head(features)
 
   def odin_scores(self, images, temperature, epsilon):
@@ -143,7 +177,7 @@ class ScoringModule(tf.Module):
     super().__init__(name='tfanom')
     split = run.split
     self.model = run.model
-    self._scorer = Scorer(run.model, run.aux_task, aux_norm_task(run.config))
+    self._scorer = Scorer(run.model, run.aux_task, aux_norm_task(run.config), run.config.tta)
     self._shape = tuple(int(d) for d in split.train.images.shape[1:])
     self.class_names = _constant(list(split.known_class_names), 'class_names', tf.string)
     self.holdout_index = _constant(split.holdout_index, 'holdout_index', tf.int64)

@@ -1,8 +1,6 @@
-"""Wide ResNets (Zagoruyko & Komodakis 2016) with task-aware batch normalisation.
+"""Wide ResNets (Zagoruyko & Komodakis 2016) with task-aware batch normalisation, the paper's network.
 
 The trunk is shared by the classification head (here) and the auxiliary heads (`tfanom.auxiliary`).
-Normalisation by the training set's per-channel statistics lives inside the model, so the model
-takes pixels in [0, 1]; ODIN's input step and exported SavedModels work in that space too.
 """
 
 import dataclasses
@@ -11,8 +9,8 @@ import keras
 import tensorflow as tf
 
 from tfanom.errors import UsageError
+from tfanom.models.trunk import CLASSIFICATION_TASK, TaskBatchNorm, Trunk
 
-CLASSIFICATION_TASK = 0  # index of the classification task's normalisation parameters
 STEMS = ('cifar', 'imagenet_maxpool', 'imagenet_avgpool')
 
 
@@ -49,59 +47,6 @@ class WRNConfig:
   @property
   def blocks_per_group(self):
     return (self.depth - 4) // 6
-
-
-class TaskBatchNorm(keras.layers.Layer):
-  """Batch normalisation with one set of scale, shift and moving statistics per task.
-
-  `update_stats=False` normalises with batch statistics but leaves the moving ones alone: the
-  auxiliary step uses it so that test-time statistics come from unrotated images only.
-  """
-
-  def __init__(self, num_tasks=1, momentum=0.9, epsilon=1e-5, **kwargs):
-    super().__init__(**kwargs)
-    self.num_tasks = num_tasks
-    self.momentum = momentum
-    self.epsilon = epsilon
-
-  def build(self, input_shape):
-    channels = (input_shape[-1],)
-
-    def weights(name, initializer, trainable):
-      return [self.add_weight(shape=channels, name=f'{name}_{task}', initializer=initializer,
-                              trainable=trainable, autocast=False,
-                              aggregation='none' if trainable else 'mean')
-              for task in range(self.num_tasks)]
-
-    self.gamma = weights('gamma', 'ones', True)
-    self.beta = weights('beta', 'zeros', True)
-    self.moving_mean = weights('moving_mean', 'zeros', False)
-    self.moving_variance = weights('moving_variance', 'ones', False)
-
-  def task_variables(self, task):
-    return [self.gamma[task], self.beta[task]]
-
-  def call(self, inputs, training=False, task=CLASSIFICATION_TASK, update_stats=True):
-    task = min(task, self.num_tasks - 1)
-    compute_dtype = inputs.dtype
-    inputs = tf.cast(inputs, tf.float32)
-    # The fused kernel normalises in one pass over the activations (several times faster than
-    # moments + batch_normalization on CPU and GPU), with the same biased batch variance.
-    if training:
-      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          inputs, self.gamma[task], self.beta[task], epsilon=self.epsilon, is_training=True)
-      if update_stats:
-        # The kernel returns the unbiased variance; the moving statistics average the biased one.
-        count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
-        variance = variance * (count - 1.0) / count
-        for moving, value in ((self.moving_mean[task], mean),
-                              (self.moving_variance[task], variance)):
-          moving.assign(moving * self.momentum + tf.stop_gradient(value) * (1.0 - self.momentum))
-    else:
-      outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-          inputs, self.gamma[task], self.beta[task], self.moving_mean[task],
-          self.moving_variance[task], epsilon=self.epsilon, is_training=False)
-    return tf.cast(outputs, compute_dtype)
 
 
 class PaddedConv(keras.layers.Layer):
@@ -153,7 +98,7 @@ class WideBlock(keras.layers.Layer):
     return outputs + shortcut
 
 
-class WideResNet(keras.Model):
+class WideResNet(Trunk):
   """WRN-depth-width trunk, global average pooling and a linear classification head."""
 
   def __init__(self, config: WRNConfig, **kwargs):
@@ -178,13 +123,6 @@ class WideResNet(keras.Model):
     # float32 logits under mixed precision: softmax, losses and scores stay exact.
     self.class_head = keras.layers.Dense(config.num_classes, name='class_head', dtype='float32')
 
-  def build_normalization(self, mean, std):
-    """Creates the input normalisation from training-set statistics (pixels in [0, 1])."""
-    self.pixel_mean = self.add_weight(shape=(len(mean),), name='pixel_mean', trainable=False,
-                                      initializer=keras.initializers.Constant(mean))
-    self.pixel_std = self.add_weight(shape=(len(std),), name='pixel_std', trainable=False,
-                                     initializer=keras.initializers.Constant(std))
-
   def features(self, images, training=False, task=CLASSIFICATION_TASK, update_stats=True):
     """Penultimate features of images in [0, 1]."""
     return self._pooled(images, self.blocks, training, task, update_stats)
@@ -202,7 +140,7 @@ class WideResNet(keras.Model):
     return self.blocks[:3 * self.config.blocks_per_group]
 
   def _pooled(self, images, blocks, training, task, update_stats):
-    outputs = (images - self.pixel_mean) / self.pixel_std
+    outputs = self.normalize(images)
     for layer in self.stem:
       outputs = layer(outputs)
     for block in blocks:
@@ -211,20 +149,6 @@ class WideResNet(keras.Model):
                                          update_stats=update_stats))
     return tf.reduce_mean(outputs, axis=[1, 2])
 
-  def call(self, images, training=False):
-    return self.class_head(self.features(images, training=training))
-
-  def trunk_variables(self, task=CLASSIFICATION_TASK):
-    """Trainable trunk variables that a step of `task` updates (its own normalisation only)."""
-    excluded = {id(v) for layer in self._norm_layers()
-                for other in range(layer.num_tasks) if other != min(task, layer.num_tasks - 1)
-                for v in layer.task_variables(other)}
-    head = {id(v) for v in self.class_head.trainable_variables}
-    return [v for v in self.trainable_variables if id(v) not in excluded | head]
-
-  def _norm_layers(self):
-    return [layer for layer in self._flatten_layers() if isinstance(layer, TaskBatchNorm)]
-
 
 def build_wide_resnet(config: WRNConfig, image_shape, mean, std) -> WideResNet:
   """A built WideResNet for images of `image_shape` (H, W, C)."""
@@ -232,20 +156,3 @@ def build_wide_resnet(config: WRNConfig, image_shape, mean, std) -> WideResNet:
   model.build_normalization(mean, std)
   model(tf.zeros((1, *image_shape)))
   return model
-
-
-def checkpoint_variables(layer: keras.layers.Layer) -> list:
-  """Every variable of a Keras layer or model, for `tf.train.Checkpoint`, matched by position.
-
-  tf.train.Checkpoint does not see inside Keras 3 layers (it would save only variables set
-  directly as attributes), so checkpoints list the variables explicitly, in Keras' deterministic
-  creation order: weights, batch-norm moving statistics and the dropout seed generators' states,
-  without which a resumed run would draw other dropout masks than an uninterrupted one. Paths
-  would not do as keys: Keras numbers unnamed layers per process.
-  """
-  return list(layer.variables)
-
-
-def weight_decay_variables(variables):
-  """Convolution and dense kernels; biases and normalisation parameters are not decayed."""
-  return [v for v in variables if v.name == 'kernel']

@@ -21,7 +21,7 @@ from tfanom.errors import UsageError, first_line
 from tfanom.inference.scorer import Scorer
 from tfanom.models import build_model
 from tfanom.models.mixed_precision import make_optimizer, precision_scope
-from tfanom.models.wide_resnet import checkpoint_variables, weight_decay_variables
+from tfanom.models.trunk import checkpoint_variables, weight_decay_variables
 from tfanom.progress import Throttle
 from tfanom.training.distribute import is_chief
 from tfanom.workdir import UNREADABLE_DIR
@@ -38,8 +38,33 @@ class Preempted(Exception):
   """Training stopped on request (SIGTERM) after saving a checkpoint."""
 
 
+class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """airbench's schedule: linear from 0.2x to 1x the peak rate over the first 23% of the steps,
+  then linear down to 0.07x at the last step."""
+
+  WARMUP, START, END = 0.23, 0.2, 0.07
+
+  def __init__(self, peak: float, total_steps: int):
+    self.peak, self.total_steps = peak, total_steps
+    self.warmup_steps = max(1, int(total_steps * self.WARMUP))
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    rising = step / self.warmup_steps
+    falling = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+    factor = tf.where(step < self.warmup_steps,
+                      self.START + (1.0 - self.START) * rising,
+                      1.0 + (self.END - 1.0) * tf.minimum(falling, 1.0))
+    return self.peak * factor
+
+  def get_config(self):
+    return dict(peak=self.peak, total_steps=self.total_steps)
+
+
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
   total_steps = config.epochs * steps_per_epoch
+  if config.lr_schedule == 'triangle':
+    return TriangleSchedule(config.learning_rate, total_steps)
   boundaries = [int(round(f * total_steps)) for f in config.lr_decay_fractions]
   values = [config.learning_rate * config.lr_decay_factor ** i for i in range(len(boundaries) + 1)]
   return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
@@ -63,11 +88,13 @@ class Trainer:
     self.summary_writer = None
     self.aux_task = make_auxiliary_task(config)
     self.pipeline = InputPipeline(split, config.batch_size, config.resolved_aux_batch_size,
-                                  config.augment, config.seed, config.crop_size)
+                                  config.augment, config.seed, config.crop_size,
+                                  config.crop_padding, config.crop_fill)
     self.steps_per_epoch = self.pipeline.steps_per_epoch
     with strategy.scope(), precision_scope(config.mixed_precision):
       self.model = build_model(config, split.num_classes, self.pipeline.image_shape, split.mean,
-                               split.std)
+                               split.std, train_images=split.train.images)
+      self._shift_ids = self.model.norm_shifts()
       schedule = learning_rate_schedule(config, self.steps_per_epoch)
       self.cls_variables = self.model.trunk_variables() + self.model.class_head.trainable_variables
       self.cls_optimizer = make_optimizer(
@@ -112,11 +139,27 @@ class Trainer:
   # Steps ---------------------------------------------------------------------------------------
 
   def _decay(self, variables):
-    if not self.config.weight_decay:
+    """weight_decay * sum(w**2) / 2 over the decayed variables. Batch-norm shifts are divided by
+    --norm_shift_lr_scale, which `_apply` multiplies their gradients by: their learning rate is
+    scaled, their decay per step is not (airbench)."""
+    config = self.config
+    if not config.weight_decay:
       return 0.0  # a zero times the L2 terms would still be computed, forward and backward
-    kernels = weight_decay_variables(variables)
-    penalty = self.config.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in kernels])
+    decayed = variables if config.weight_decay_scope == 'all' else weight_decay_variables(variables)
+    penalty = config.weight_decay * tf.add_n([
+        tf.nn.l2_loss(v) / (config.norm_shift_lr_scale if id(v) in self._shift_ids else 1.0)
+        for v in decayed])
     return tf.nn.scale_regularization_loss(penalty)
+
+  def _apply(self, optimizer, tape, loss, variables):
+    """One optimizer step; batch-norm shifts move --norm_shift_lr_scale times as far (SGD with
+    momentum is linear in the gradient, so scaling a gradient scales that variable's rate)."""
+    gradients = tape.gradient(loss, variables)
+    scale = self.config.norm_shift_lr_scale
+    if scale != 1.0:
+      gradients = [g * scale if id(v) in self._shift_ids else g
+                   for g, v in zip(gradients, variables)]
+    optimizer.apply(gradients, variables)
 
   def _aux_step(self, images):
     config = self.config
@@ -125,25 +168,31 @@ class Trainer:
           self.model, to_unit_range(images), training=True, norm_task=self._aux_norm_task,
           update_stats=config.aux_norm != 'protected')
       global_batch = self.pipeline.aux_batch_size * self.aux_task.loss_terms_per_image
-      # The trunk is decayed once per iteration, in the classification step.
+      # By default the trunk is decayed once per iteration, in the classification step.
+      decayed = (self.aux_variables if config.aux_decays_trunk
+                 else self.aux_task.trainable_variables)
       loss = (config.aux_weight
               * tf.nn.compute_average_loss(per_term, global_batch_size=global_batch)
-              + self._decay(self.aux_task.trainable_variables))
+              + self._decay(decayed))
       loss = _scaled(self.aux_optimizer, loss)
-    gradients = tape.gradient(loss, self.aux_variables)
-    self.aux_optimizer.apply(gradients, self.aux_variables)
+    self._apply(self.aux_optimizer, tape, loss, self.aux_variables)
     correct = tf.reduce_sum(tf.cast(hits, tf.float32))
     return tf.reduce_sum(per_term), correct, tf.cast(tf.size(per_term), tf.float32)
 
   def _cls_step(self, images, labels):
     with tf.GradientTape() as tape:
       logits = self.model(to_unit_range(images), training=True)
-      per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+      if self.config.label_smoothing:
+        per_example = keras.losses.categorical_crossentropy(
+            tf.one_hot(labels, tf.shape(logits)[-1]), logits, from_logits=True,
+            label_smoothing=self.config.label_smoothing)
+      else:
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                                   from_logits=True)
       loss = (tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
               + self._decay(self.cls_variables))
       loss = _scaled(self.cls_optimizer, loss)
-    gradients = tape.gradient(loss, self.cls_variables)
-    self.cls_optimizer.apply(gradients, self.cls_variables)
+    self._apply(self.cls_optimizer, tape, loss, self.cls_variables)
     correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == labels, tf.float32))
     return tf.reduce_sum(per_example), correct, tf.cast(tf.size(labels), tf.float32)
 
@@ -170,14 +219,16 @@ class Trainer:
 
   def _make_eval_step(self):
     config = self.config
-    scorer = Scorer(self.model)
+    scorer = Scorer(self.model, tta=config.tta)
 
     def replica_eval(batch):
       images = to_unit_range(batch['image'])
       logits = scorer.logits(images)
-      odin = scorer.odin_scores(images, config.odin_temperature, config.odin_epsilon)
-      return dict(label=batch['label'], prediction=tf.argmax(logits, -1),
-                  msp=scores.msp(logits), odin=odin)
+      outputs = dict(label=batch['label'], prediction=tf.argmax(logits, -1))
+      if config.holds_out:  # --holdout=none measures accuracy alone
+        outputs.update(msp=scores.msp(logits), odin=scorer.odin_scores(
+            images, config.odin_temperature, config.odin_epsilon))
+      return outputs
 
     if config.xla:
       replica_eval = tf.function(replica_eval, jit_compile=True)
@@ -288,9 +339,9 @@ class Trainer:
       if self.should_evaluate(epoch):
         evaluation = dict(epoch=epoch + 1, **self.evaluate()[0], train=train_stats)
         self.history.assign(json.dumps(self.evaluations + [evaluation]))
-        self.log(f'epoch {epoch + 1}/{config.epochs} eval: accuracy {evaluation["accuracy"]:.2f}% '
-                 f'AP msp {evaluation["ap"]["msp"]:.2f}% odin {evaluation["ap"]["odin"]:.2f}% '
-                 f'(skew {evaluation["skew"]:.2f}%)')
+        self.log(f'epoch {epoch + 1}/{config.epochs} eval: accuracy {evaluation["accuracy"]:.2f}%'
+                 + ''.join(f' AP {name} {value:.2f}%' for name, value in evaluation['ap'].items())
+                 + (f' (skew {evaluation["skew"]:.2f}%)' if evaluation['ap'] else ''))
         self._summarize((epoch + 1) * self.steps_per_epoch, {
             'eval/accuracy': evaluation['accuracy'],
             **{f'eval/ap_{name}': value for name, value in evaluation['ap'].items()}})
@@ -388,10 +439,11 @@ def _scaled(optimizer, loss):
 def summarize_scores(arrays: dict) -> dict:
   """Accuracy on known classes, skew and AP per score, all in percent."""
   is_anomaly = arrays['label'] < 0
+  # Without a held-out class (--holdout=none) there is nothing to rank: accuracy only.
   return dict(
       metrics.classification_summary(arrays['label'], arrays['prediction']),
       ap={name: 100.0 * float(metrics.average_precision(is_anomaly, arrays[name]))
-          for name in ('msp', 'odin')})
+          for name in ('msp', 'odin')} if is_anomaly.any() else {})
 
 
 def _train_summary(totals) -> dict:

@@ -3,6 +3,7 @@
 import numpy as np
 
 from tfanom.config import TrainConfig
+from tfanom.data.holdout import holdout_text
 from tfanom.summaries import text_table
 
 
@@ -46,8 +47,7 @@ def summary_table(results: dict) -> str:
   if results.get('final'):
     window = results['final']['epochs']
     rows.append((f'mean of epochs {window[0]}-{window[-1]}', results['final']))
-  title = (f'{results["dataset"]}, anomaly = class {results["holdout"]["index"]} '
-           f'({results["holdout"]["name"]}), aux = {results["aux"]}, seed {results["seed"]}, '
+  title = (f'{results["dataset"]}, {holdout_text(**results["holdout"])}, aux = {results["aux"]}, seed {results["seed"]}, '
            f'{results["num_examples"]} {results["evaluated_on"]} examples, '
            f'skew {results["skew"]:.2f}%')
   return text_table(title, ['', 'accuracy', *(f'AP {s}' for s in scores)],

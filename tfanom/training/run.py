@@ -12,8 +12,9 @@ import os
 import tensorflow as tf
 
 from tfanom.config import TrainConfig
-from tfanom.data.holdout import make_holdout
+from tfanom.data.holdout import holdout_text, make_holdout
 from tfanom.data.sources import load_source
+from tfanom.models import network_name
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
 from tfanom.summaries import STD_KIND, mean_std, text_table
@@ -53,10 +54,10 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
 
 
 def _train(config, split, strategy, trainer, workdir, log, stop_requested) -> dict:
-  log(f'{config.dataset}: anomaly = class {split.holdout_index} ({split.holdout_name}); '
+  log(f'{config.dataset}: {holdout_text(split.holdout_index, split.holdout_name)}; '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
-      f'WRN-{config.depth}-{config.width}, aux={config.aux}, {strategy.num_replicas_in_sync} '
+      f'{network_name(config)}, aux={config.aux}, {strategy.num_replicas_in_sync} '
       f'replica(s); workdir {workdir}')
   if trainer.is_chief:
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
@@ -111,8 +112,7 @@ def aggregate_table(aggregate: dict) -> str:
   """A plain-text table of mean ± std for the last evaluation and the final-window average."""
   scores = list(aggregate['last']['ap'])
   cell = lambda stat: f'{stat["mean"]:.2f} ± {stat["std"]:.2f}'  # noqa: E731
-  title = (f'{aggregate["dataset"]}, anomaly = class {aggregate["holdout"]["index"]} '
-           f'({aggregate["holdout"]["name"]}), aux = {aggregate["aux"]}, {aggregate["trials"]} '
+  title = (f'{aggregate["dataset"]}, {holdout_text(**aggregate["holdout"])}, aux = {aggregate["aux"]}, {aggregate["trials"]} '
            f'trials (seeds {", ".join(map(str, aggregate["seeds"]))}), mean ± {aggregate["std"]} '
            f'std, skew {aggregate["last"]["skew"]["mean"]:.2f}%')
   rows = [('last evaluation', aggregate['last'])]
