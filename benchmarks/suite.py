@@ -321,6 +321,15 @@ def main(argv):
   report('training FLOP/s / peak matmul FLOP/s', loop_flops / peak, '>= 0.65',
          f'{loop_flops / 1e9:.1f} vs {peak / 1e9:.1f} GFLOP/s; {step_flops / 1e9:.2f} GFLOP per '
          f'step (3x the profiled forward), {sizes.matmul}^2 matmul in {matmul_seconds:.3f} s')
+  fast = trainer_for(sizes, split, aux='none', preset='fast')
+  fast_seconds = timed_epoch(fast)
+  fast_step_flops = 3 * forward_flops(fast.model, sizes.batch)
+  fast_flops = fast_step_flops * sizes.steps / fast_seconds
+  report('fast preset training FLOP/s / peak matmul FLOP/s', fast_flops / peak, 'informative',
+         f'{fast_flops / 1e9:.1f} GFLOP/s, {fast_step_flops / 1e9:.2f} GFLOP per step, '
+         f'{sizes.steps * sizes.batch / fast_seconds:.0f} img/s (classification only) against '
+         f'WRN-{sizes.depth}-{sizes.width}\'s {loop_flops / 1e9:.1f} GFLOP/s, '
+         f'{step_flops / 1e9:.2f} GFLOP per step, {cls_rate:.0f} img/s')
   minimal = minimal_step_seconds(sizes, split)
   report('minimal Keras step FLOP/s / peak matmul FLOP/s', step_flops / minimal / peak,
          'for comparison', f'{step_flops / minimal / 1e9:.1f} GFLOP/s, '

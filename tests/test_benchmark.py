@@ -16,6 +16,7 @@ FIGURES = (
     'ODIN scoring / MSP scoring',
     'our AP / scikit-learn AP',
     'training FLOP/s / peak matmul FLOP/s',
+    'fast preset training FLOP/s / peak matmul FLOP/s',
     'minimal Keras step FLOP/s / peak matmul FLOP/s',
     'hold-out split + pipeline RSS growth / training array size',
     'digits run peak RSS / 1 GiB',
