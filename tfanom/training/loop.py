@@ -39,10 +39,10 @@ class Preempted(Exception):
 
 
 class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
-  """airbench's schedule: linear from 0.2x to 1x the peak rate over the first 23% of the steps,
-  then linear down to 0.07x at the last step."""
+  """airbench's schedule without lookahead (clean_airbench): linear from 0.2x to 1x the peak rate
+  over the first 20% of the steps, then linear down to 0 at the last step."""
 
-  WARMUP, START, END = 0.23, 0.2, 0.07
+  WARMUP, START, END = 0.2, 0.2, 0.0
 
   def __init__(self, peak: float, total_steps: int):
     self.peak, self.total_steps = peak, total_steps
