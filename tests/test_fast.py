@@ -8,6 +8,7 @@ from tfanom.config import PRESETS, TrainConfig
 from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline
 from tfanom.errors import UsageError
+from tfanom.inference.evaluation import EvalConfig, eval_table, evaluate
 from tfanom.inference.scorer import Scorer, shifted, tta_views
 from tfanom.models.fast import FastNetConfig, build_fast_net, whitening_kernel
 from tfanom.training.distribute import make_strategy
@@ -179,6 +180,10 @@ def test_holdout_none_trains_on_every_class_and_reports_accuracy(digits, make_co
                                            workdir=str(tmp_path)), log=lambda line: None)
   assert results['holdout'] == dict(index=-1, name='none')
   assert results['ap'] == {} and results['num_anomalies'] == 0 and results['accuracy'] > 20
+  report = evaluate(EvalConfig(workdir=str(tmp_path), scores=('msp', 'energy')),
+                    log=lambda line: None)
+  assert report['scores'] == {} and report['accuracy'] == pytest.approx(results['accuracy'])
+  assert eval_table(report).endswith('no anomaly to rank: scores.npz holds the scores')
 
 
 def test_resume_mid_epoch_is_exact_with_the_preset(digits_split, make_config, tmp_path):

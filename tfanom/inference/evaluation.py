@@ -126,6 +126,8 @@ def eval_table(report: dict) -> str:
   value of each column (the highest, the lowest for FPR95)."""
   title = (f'{report["dataset"]}, {holdout_text(**report["holdout"])}, '
            f'{report["num_examples"]} {report["evaluated_on"]} examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%')
+  if not report['scores']:
+    return title + '; no anomaly to rank: scores.npz holds the scores'
   rows = [[name, *(values[key] for key, _ in METRIC_COLUMNS)]
           for name, values in report['scores'].items()]
   marked = [set() for _ in rows]
