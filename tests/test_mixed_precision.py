@@ -78,3 +78,21 @@ def test_xla_refuses_replicas_on_split_cpus():
                        xla=True).resolved()
   with pytest.raises(UsageError, match='--xla cannot compile for 2 replicas on CPU devices'):
     Trainer(config, SPLIT, make_strategy('mirrored'), log=lambda *_: None)
+
+
+def test_the_fast_network_trains_and_scores_in_bfloat16_with_xla():
+  def fast_trainer(**overrides):
+    config = TrainConfig(dataset='digits', preset='fast', epochs=1, batch_size=32,
+                         learning_rate=0.01, augment='crop', tta='flip', strategy='default',
+                         **overrides).resolved()
+    return Trainer(config, SPLIT, tf.distribute.get_strategy(), log=lambda *_: None)
+
+  float32, fast = fast_trainer(), fast_trainer(mixed_precision='bfloat16', xla=True)
+  float32_stats, stats = float32.train_epoch(0), fast.train_epoch(0)
+  assert abs(stats['loss'] - float32_stats['loss']) < 0.05
+  for mine, theirs in zip(fast.model.variables, float32.model.variables):
+    mine.assign(theirs)
+  scores, float32_scores = fast.evaluate()[1], float32.evaluate()[1]
+  for name in ('msp', 'odin'):
+    assert scores[name].dtype == np.float32
+    np.testing.assert_allclose(scores[name], float32_scores[name], atol=0.03)
