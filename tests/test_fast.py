@@ -168,7 +168,8 @@ def test_a_fast_epoch_on_digits_end_to_end(make_config, tmp_path):
                                            eval_every=1, batch_size=256),
                                log=lambda line: None)
   assert results['flags']['network'] == 'fast'
-  assert results['accuracy'] > 50 and set(results['ap']) == {'msp', 'odin'}
+  # Four steps of training: far above chance (11.1%), far from converged.
+  assert results['accuracy'] > 25 and set(results['ap']) == {'msp', 'odin'}
   assert results['ap']['msp'] > results['skew']
 
 
