@@ -14,6 +14,7 @@ import math
 import types
 import typing
 
+from tfanom.data.holdout import holds_nothing_out
 from tfanom.data.subsets import SUBSETS as IMAGENET_SUBSETS
 from tfanom.errors import UsageError
 
@@ -266,7 +267,7 @@ class TrainConfig:
   @property
   def holds_out(self) -> bool:
     """False for --holdout=none: every class is known and only accuracy is measured."""
-    return str(self.holdout).lower() != 'none'
+    return not holds_nothing_out(self.holdout)
 
   def check(self):
     positive = ('epochs', 'batch_size', 'eval_batch_size', 'steps_per_loop', 'image_size',

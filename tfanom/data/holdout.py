@@ -12,6 +12,11 @@ VALIDATION_FRACTION = 0.2
 NO_HOLDOUT = -1  # holdout_index of --holdout=none: every class is known
 
 
+def holds_nothing_out(holdout: str | int) -> bool:
+  """--holdout=none: every class is known and only accuracy is measured."""
+  return str(holdout).lower() == 'none'
+
+
 def holdout_text(index: int, name: str) -> str:
   """How logs and tables name the held-out class."""
   return 'no class held out' if index == NO_HOLDOUT else f'anomaly = class {index} ({name})'
@@ -77,7 +82,7 @@ def make_holdout(source: Source, holdout: str | int, validation: bool = False,
     raise UsageError(f'{source.name} has {len(source.class_names)} classes: holding one out leaves '
                      'fewer than two known classes, and a one-class classifier scores every '
                      'image alike; use a dataset with at least three classes')
-  if str(holdout).lower() == 'none':
+  if holds_nothing_out(holdout):
     index, name = NO_HOLDOUT, 'none'
   else:
     index = resolve_holdout(holdout, list(source.class_names), list(source.class_ids))
