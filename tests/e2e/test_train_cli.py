@@ -40,6 +40,13 @@ MORE_BAD_COMMAND_LINES = {
     'bad_depth': (dict(depth='12'), '--depth=12 is not a Wide ResNet depth'),
     'unknown_rotations': (dict(rotations='bogus'), '--rotations=bogus is unknown'),
     'other_settings': (dict(epochs='3'), 'holds a run with other settings.*epochs=2 there, 3 now'),
+    'imagenet_typo': (dict(dataset='imagenet1k'), '--dataset=imagenet1k is unknown'),
+    'batch_not_rotatable': (dict(batch_size='130'), '--batch_size=130 must be a multiple of 4'),
+    'batch_above_the_data': (dict(batch_size='4096'), '--batch_size=4096 is larger than'),
+    'unknown_augment': (dict(augment='mixup'), '--augment=mixup is unknown'),
+    'multiworker_without_cluster': (dict(strategy='multiworker'),
+                                    'needs the TF_CONFIG environment variable'),
+    'folder_without_data_dir': (dict(dataset='folder'), '--dataset=folder needs --data_dir'),
 }
 
 
