@@ -264,13 +264,17 @@ def test_crop_without_padding_is_identity_or_mirror():
   np.testing.assert_array_equal(unflipped, images)
 
 
+@pytest.mark.parametrize('fill', ['zeros', 'reflect'])
 @pytest.mark.parametrize('flip', [False, True])
-def test_random_crop_is_a_shifted_crop_of_the_padded_image(flip):
+def test_random_crop_is_a_shifted_crop_of_the_padded_image(flip, fill):
   images, padding = random_images(), 3
   seed = tf.constant([5, 9], tf.int64)
-  out = random_crop_flip(tf.constant(images), seed, padding=padding, flip=flip).numpy()
+  out = random_crop_flip(tf.constant(images), seed, padding=padding, flip=flip, fill=fill).numpy()
   assert out.shape == images.shape and out.dtype == np.uint8
-  padded = np.pad(images, [(0, 0), (padding, padding), (padding, padding), (0, 0)])
+  # NumPy's 'reflect' mirrors about the edge pixel without repeating it, as the official code's
+  # tf.pad(mode='REFLECT') does.
+  padded = np.pad(images, [(0, 0), (padding, padding), (padding, padding), (0, 0)],
+                  mode='constant' if fill == 'zeros' else 'reflect')
   offsets, mirrored = [], 0
   for crop, source_image in zip(out, padded):
     found = crop_offsets(source_image, crop)
@@ -285,9 +289,11 @@ def test_random_crop_is_a_shifted_crop_of_the_padded_image(flip):
   assert (0 < mirrored < len(images)) if flip else mirrored == 0
   # Stateless: the same seed gives the same crops, another seed others.
   np.testing.assert_array_equal(
-      random_crop_flip(tf.constant(images), seed, padding=padding, flip=flip), out)
+      random_crop_flip(tf.constant(images), seed, padding=padding, flip=flip, fill=fill), out)
   assert not np.array_equal(
-      random_crop_flip(tf.constant(images), seed + 1, padding=padding, flip=flip), out)
+      random_crop_flip(tf.constant(images), seed + 1, padding=padding, flip=flip, fill=fill), out)
+  if fill == 'reflect':  # no zero pixel: the images have none
+    assert out.min() > 0
 
 
 # Image folders -------------------------------------------------------------------------------

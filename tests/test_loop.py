@@ -151,6 +151,32 @@ def test_alternating_steps_leave_the_other_head_alone(digits_split, make_config)
   assert all(changed(statistics, before[3]))
 
 
+@pytest.mark.parametrize('scope', ['kernels', 'all'])
+@pytest.mark.parametrize('aux_decays_trunk', [False, True])
+def test_the_auxiliary_step_decays_what_its_flags_name(digits_split, make_config, scope,
+                                                       aux_decays_trunk):
+  # With lambda = 0 and no momentum an auxiliary step is weight decay alone: plain SGD moves each
+  # decayed w to w - lr * wd * w and leaves every other variable as it was.
+  lr, wd = 0.1, 0.01
+  strategy = make_strategy('default')
+  trainer = Trainer(make_config(aux_weight=0.0, momentum=0.0, learning_rate=lr, weight_decay=wd,
+                                weight_decay_scope=scope, aux_decays_trunk=aux_decays_trunk),
+                    digits_split, strategy, log=lambda line: None)
+  batch = next(iter(trainer.pipeline.train_dataset(0)))
+  before = snapshot(trainer.aux_variables)
+  strategy.run(tf.function(trainer._aux_step), args=(batch['aux_image'],))
+  head = {id(v) for v in trainer.aux_task.trainable_variables}
+  decayed = 0
+  for variable, value in zip(trainer.aux_variables, before):
+    if (id(variable) in head or aux_decays_trunk) and (scope == 'all' or variable.name == 'kernel'):
+      value, decayed = value - lr * wd * value, decayed + 1
+    np.testing.assert_allclose(variable.numpy(), value, rtol=1e-6, atol=1e-9, err_msg=variable.path)
+  trunk = len(trainer.model.trunk_variables())
+  kernels = sum(v.name == 'kernel' for v in trainer.aux_variables)
+  assert decayed == {(False, 'kernels'): 1, (False, 'all'): 2, (True, 'kernels'): kernels,
+                     (True, 'all'): trunk + 2}[aux_decays_trunk, scope]
+
+
 class Interrupted(Exception):
   pass
 
