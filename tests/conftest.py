@@ -9,6 +9,7 @@ import re  # noqa: E402
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import config as tf_config  # noqa: E402
 
 # Must happen before TensorFlow initialises its devices, i.e. before any op runs.
 tf.config.set_logical_device_configuration(
@@ -20,6 +21,15 @@ from tfanom.data.holdout import make_holdout  # noqa: E402
 from tfanom.data.sources import load_digits  # noqa: E402
 
 HOLDOUT = 3  # digits class used as the anomaly throughout the tests
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_op_determinism():
+  """Op determinism, once enabled (a --deterministic run in this process), is process-wide: it
+  would make later tests' XLA steps on the fast network fail (no deterministic max-pooling
+  gradient), depending on which tests share a worker."""
+  yield
+  tf_config.disable_op_determinism()
 
 
 @pytest.fixture(scope='session')

@@ -163,6 +163,11 @@ def test_preset_fills_unset_settings_and_flags_win():
     TrainConfig(preset='slow').resolved()
   with pytest.raises(UsageError, match='--aux=cpc needs --network=wide_resnet'):
     TrainConfig(preset='fast', aux='cpc').resolved()
+  # The run would stop at its first step with TensorFlow's UnimplementedError.
+  with pytest.raises(UsageError, match='--deterministic with --xla cannot train --network=fast:'):
+    TrainConfig(preset='fast', deterministic=True, xla=True).resolved()
+  TrainConfig(preset='fast', deterministic=True).resolved()
+  TrainConfig(preset='fast', xla=True).resolved()
 
 
 def test_a_fast_epoch_on_digits_end_to_end(make_config, tmp_path):

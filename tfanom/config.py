@@ -322,6 +322,13 @@ class TrainConfig:
                        '(batch/2): use a larger --batch_size or set --aux_batch_size')
     if self.aux_weight < 0:
       raise UsageError(f'--aux_weight={self.aux_weight} must be >= 0')
+    if self.deterministic and self.xla and (self.network == 'fast'
+                                            or self.stem == 'imagenet_maxpool'):
+      # TensorFlow 2.21 stops the first step with UnimplementedError: XLA has no deterministic
+      # max-pooling gradient.
+      raise UsageError(f'--deterministic with --xla cannot train --network={self.network}'
+                       + (f' --stem={self.stem}' if self.network == 'wide_resnet' else '')
+                       + ': XLA has no deterministic max-pooling gradient; drop one of the two')
     if self.network == 'wide_resnet' and self.padding not in PADDINGS:
       raise UsageError(f'--padding={self.padding} is unknown: choose zeros or reflect')
     for name in ('aux_batch_size', 'cpc_patch_size', 'cpc_patch_stride', 'cpc_steps'):
