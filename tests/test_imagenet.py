@@ -3,8 +3,6 @@ cache, 256 -> 224 cropping, one subset trained end to end, and the errors users 
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -296,15 +294,13 @@ def test_data_dir_errors(tmp_path):
     load_source('imagenet_cat', str(tmp_path), SMALL)
 
 
-def test_cli_reports_missing_members_in_one_line(tmp_path):
+def test_cli_reports_missing_members_in_one_line(tmp_path, train_command, capsys):
   (tmp_path / 'train').mkdir()
-  process = subprocess.run(
-      [sys.executable, '-m', 'tfanom.train', '--dataset=imagenet_spider',
-       f'--data_dir={tmp_path}', f'--workdir={tmp_path / "run"}'],
-      capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1], timeout=120)
-  assert process.returncode == 2
-  message = [line for line in process.stderr.splitlines() if line.startswith('tfanom.train')]
-  assert message == [f'tfanom.train: error: {tmp_path / "train"} has no folder for '
-                     f'{", ".join(w for w, _ in subsets.SUBSETS["spider"])}: lay ILSVRC2012 '
-                     f'out as {imagenet.LAYOUT} (validation images sorted into class folders)']
-  assert 'Traceback' not in process.stderr
+  with pytest.raises(SystemExit) as exit_info:
+    train_command(['--dataset=imagenet_spider', f'--data_dir={tmp_path}',
+                   f'--workdir={tmp_path / "run"}'])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.splitlines() == [
+      f'tfanom.train: error: {tmp_path / "train"} has no folder for '
+      f'{", ".join(w for w, _ in subsets.SUBSETS["spider"])}: lay ILSVRC2012 '
+      f'out as {imagenet.LAYOUT} (validation images sorted into class folders)']

@@ -9,9 +9,7 @@ import sys
 
 import pytest
 from conftest import own_lines
-from absl import flags
 
-from tfanom.cli import train as train_cli
 from tfanom.config import DATASET_DEFAULTS, TrainConfig
 from tfanom.errors import UsageError
 from tfanom.workdir import RESULTS_FILE
@@ -123,26 +121,14 @@ def test_rerun_of_a_finished_workdir_does_not_retrain(finished_run):
   assert not any(line.startswith('epoch ') for line in lines)
 
 
-@pytest.fixture
-def run_in_process():
-  """Runs the CLI's main() here: the same code path as the command, without starting Python."""
-
-  def run(args):
-    flags.FLAGS.unparse_flags()
-    train_cli.main(flags.FLAGS(['tfanom.train', *args]))
-
-  yield run
-  flags.FLAGS.unparse_flags()
-
-
 @pytest.mark.parametrize('case', [*BAD_COMMAND_LINES, *MORE_BAD_COMMAND_LINES])
-def test_bad_command_line(finished_run, run_in_process, capsys, case):
+def test_bad_command_line(finished_run, train_command, capsys, case):
   workdir, _ = finished_run
   overrides, message = {**BAD_COMMAND_LINES, **MORE_BAD_COMMAND_LINES}[case]
   before = workdir_files(workdir)
   capsys.readouterr()
   with pytest.raises(SystemExit) as exit_info:
-    run_in_process(command_line(overrides, workdir=workdir))
+    train_command(command_line(overrides, workdir=workdir))
   assert exit_info.value.code == 2
   stderr = capsys.readouterr().err
   assert len(stderr.splitlines()) == 1, stderr
