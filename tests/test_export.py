@@ -111,31 +111,40 @@ def test_export_cli_reports_the_export(exported):
   assert leftovers == []
 
 
-def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, tmp_path):
-  split = exported['run'].split
-  # Known classes and anomalies alike, in one batch.
-  images = np.concatenate([split.evaluation.images[:24],
-                           split.evaluation.images[split.is_anomaly][:8]])
-  np.save(tmp_path / 'images.npy', images)
-  request = json.dumps({'instances': images[:3].tolist()})
-  (tmp_path / 'request.json').write_text(request)
+@pytest.fixture(scope='module')
+def served(exported, tmp_path_factory):
+  """Both signatures' outputs on every evaluation image, and their REST answers to a request of
+  the first three, from the SavedModel loaded in a fresh Python process."""
+  directory = tmp_path_factory.mktemp('served')
+  images = exported['run'].split.evaluation.images
+  np.save(directory / 'images.npy', images)
+  (directory / 'request.json').write_text(json.dumps({'instances': images[:3].tolist()}))
   result = python_command('-c', LOAD_AND_PREDICT, str(exported['export_dir']),
-                          str(tmp_path / 'images.npy'), str(tmp_path), str(ROOT))
+                          str(directory / 'images.npy'), str(directory), str(ROOT))
   assert result.returncode == 0, result.stderr
+  with np.load(directory / 'outputs.npz', allow_pickle=True) as outputs:
+    arrays = {name: outputs[name] for name in outputs.files}
+  responses = {name: json.loads((directory / f'response_{name}.json').read_text())
+               for name in ('serving_default', 'odin')}
+  return dict(images=images, outputs=arrays, responses=responses)
+
+
+def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, served):
+  images = served['images']  # known classes and anomalies alike, in one batch
   live = exported['live']
   expected = {key: value.numpy() for key, value in live.serve(images).items()}
   odin = live.odin(images)
   expected.update(odin_score=odin['odin_score'].numpy(),
                   odin_is_anomaly=odin['is_anomaly'].numpy())
-  with np.load(tmp_path / 'outputs.npz', allow_pickle=True) as saved:
-    assert sorted(saved.files) == sorted(expected)
-    for key, value in expected.items():
-      if value.dtype == object:
-        np.testing.assert_array_equal(saved[key], value)
-      else:
-        np.testing.assert_allclose(saved[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+  saved = served['outputs']
+  assert sorted(saved) == sorted(expected)
+  for key, value in expected.items():
+    if value.dtype == object:
+      np.testing.assert_array_equal(saved[key], value)
+    else:
+      np.testing.assert_allclose(saved[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
-  response = json.loads((tmp_path / 'response_serving_default.json').read_text())
+  response = served['responses']['serving_default']
   assert len(response['predictions']) == 3
   for i, prediction in enumerate(response['predictions']):
     assert sorted(prediction) == sorted(SERVING_OUTPUTS)
@@ -144,36 +153,30 @@ def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, tmp_pat
     np.testing.assert_allclose(prediction['probabilities'], expected['probabilities'][i],
                                rtol=1e-5)
     np.testing.assert_allclose(prediction['msp_score'], expected['msp_score'][i], rtol=1e-5)
-  odin_response = json.loads((tmp_path / 'response_odin.json').read_text())
+  odin_response = served['responses']['odin']
   for i, prediction in enumerate(odin_response['predictions']):
     assert sorted(prediction) == ['is_anomaly', 'odin_score']
     np.testing.assert_allclose(prediction['odin_score'], expected['odin_score'][i], rtol=1e-5)
     assert prediction['is_anomaly'] == expected['odin_is_anomaly'][i]
 
 
-def test_served_scores_equal_evaluate_in_a_fresh_process(exported, tmp_path):
+def test_served_scores_equal_evaluate_in_a_fresh_process(exported, served):
   evaluate(EvalConfig(workdir=str(exported['workdir'])), log=lambda line: None)
-  images = exported['run'].split.evaluation.images
-  np.save(tmp_path / 'images.npy', images)
-  (tmp_path / 'request.json').write_text(json.dumps({'instances': images[:2].tolist()}))
-  result = python_command('-c', LOAD_AND_PREDICT, str(exported['export_dir']),
-                          str(tmp_path / 'images.npy'), str(tmp_path), str(ROOT))
-  assert result.returncode == 0, result.stderr
-  with np.load(exported['workdir'] / 'scores.npz') as evaluated, \
-      np.load(tmp_path / 'outputs.npz', allow_pickle=True) as served:
+  outputs = served['outputs']
+  with np.load(exported['workdir'] / 'scores.npz') as evaluated:
     # Features of one big batch and of evaluation-sized batches differ by float32 rounding
     # (~1e-7 relative); RMDS subtracts two distances of ~100, so its error is absolute, at that
     # relative size of the distances.
     scale = dict(rmds=np.abs(evaluated['mahalanobis']).max())
     for name in SCORES:
-      np.testing.assert_allclose(served[f'{name}_score'], evaluated[name], rtol=2e-5,
+      np.testing.assert_allclose(outputs[f'{name}_score'], evaluated[name], rtol=2e-5,
                                  atol=2e-5 * max(1.0, scale.get(name, 1.0) * 1e-2), err_msg=name)
-    np.testing.assert_array_equal(served['class_id'], evaluated['prediction'])
-    np.testing.assert_array_equal(served['anomaly_score'], served[f'{DEFAULT_SCORE}_score'])
+    np.testing.assert_array_equal(outputs['class_id'], evaluated['prediction'])
+    np.testing.assert_array_equal(outputs['anomaly_score'], outputs[f'{DEFAULT_SCORE}_score'])
     threshold = exported['detector'].threshold(DEFAULT_SCORE)
-    np.testing.assert_array_equal(served['is_anomaly'],
-                                  served['anomaly_score'] > np.float32(threshold))
-    assert 0 < served['is_anomaly'].sum() < len(images)
+    np.testing.assert_array_equal(outputs['is_anomaly'],
+                                  outputs['anomaly_score'] > np.float32(threshold))
+    assert 0 < outputs['is_anomaly'].sum() < len(served['images'])
 
 
 def test_thresholds_accept_the_normal_rate_of_new_normal_images(exported, loaded):
