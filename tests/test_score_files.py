@@ -1,6 +1,7 @@
 """`tfanom.score`: a folder of new images of mixed formats, sizes and channels, scored by an export."""
 
 import csv
+import functools
 import json
 
 import numpy as np
@@ -18,6 +19,16 @@ from tfanom.training.run import train_and_evaluate
 
 from tests.conftest import HOLDOUT, own_lines, tiny_config
 from tests.test_export import python_command
+
+
+@pytest.fixture(scope='module', autouse=True)
+def exports_loaded_once():
+  """Each test scores with the same export several times; loading and tracing it again each time
+  cost about 3 s of CPU per call. The cache holds SavedModels, which scoring does not change."""
+  load = score_files.load_export
+  score_files.load_export = functools.cache(load)
+  yield
+  score_files.load_export = load
 
 
 @pytest.fixture(scope='module')
