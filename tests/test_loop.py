@@ -301,10 +301,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(two_checkpoint
   assert resumed_line.startswith(f'resumed from {older}: 1 of 2 epochs done')
   assert tf.train.latest_checkpoint(checkpoints) == older
   assert tf.io.gfile.glob(os.path.join(checkpoints, 'unreadable', '*.index'))
-  # Training on writes a new second checkpoint and keeps the good first one until then.
-  resumed.train()
-  assert resumed.evaluations == [] and int(resumed.epoch.numpy()) == 2
-  assert len(tf.train.CheckpointManager(resumed.checkpoint, checkpoints, 2).checkpoints) == 2
+  if kind == 'truncated_data':  # what follows the fall-back does not depend on the damage
+    # Training on writes a new second checkpoint and keeps the good first one until then.
+    resumed.train()
+    assert resumed.evaluations == [] and int(resumed.epoch.numpy()) == 2
+    assert len(tf.train.CheckpointManager(resumed.checkpoint, checkpoints, 2).checkpoints) == 2
 
 
 def test_no_readable_checkpoint_is_one_line(two_checkpoints, digits_split):
