@@ -10,6 +10,7 @@ from tfanom.cli.flags import config_from_flags, define_flags
 from tfanom.config import (RESUMABLE_DIFFERENCES, TrainConfig, parse_setting, setting,
                            setting_kinds, upgrade_saved)
 from tfanom.errors import UsageError
+from tfanom.workdir import CONFIG_FILE, check_resumable, config_from_json
 
 
 def parsed(config_class, argv):
@@ -70,7 +71,29 @@ def test_resumable_settings_are_those_that_do_not_change_a_result():
   assert RESUMABLE_DIFFERENCES == {'workdir', 'data_dir', 'cache_dir', 'steps_per_loop',
                                    'strategy', 'eval_batch_size', 'eval_every',
                                    'checkpoint_every_steps', 'deterministic', 'xla'}
-  assert upgrade_saved({'rotation_weight': 1.0}) == {'aux_weight': 1.0}
+  assert upgrade_saved({'rotation_weight': 1.0}) == {
+      'aux_weight': 1.0, 'crop_fill': 'zeros', 'weight_decay_scope': 'kernels',
+      'aux_decays_trunk': False}
+
+
+def test_the_fidelity_switches_default_to_the_official_code_but_old_runs_keep_theirs(tmp_path):
+  wide = TrainConfig().resolved()
+  assert (wide.crop_fill, wide.weight_decay_scope, wide.aux_decays_trunk) == ('reflect', 'all',
+                                                                              True)
+  fast = TrainConfig(preset='fast').resolved()
+  assert (fast.crop_fill, fast.weight_decay_scope, fast.aux_decays_trunk) == ('reflect', 'all',
+                                                                              False)
+  # A run saved before the switches existed was trained with zero-filled crops, decay on kernels
+  # and the trunk decayed once: it is read so, and resuming it under the new defaults is refused.
+  saved = wide.to_dict()
+  for name in ('crop_fill', 'weight_decay_scope', 'aux_decays_trunk'):
+    del saved[name]
+  assert config_from_json(json.dumps(saved)).crop_fill == 'zeros'
+  (tmp_path / CONFIG_FILE).write_text(json.dumps(saved))
+  with pytest.raises(UsageError, match="crop_fill='zeros' there, 'reflect' now"):
+    check_resumable(str(tmp_path), wide)
+  check_resumable(str(tmp_path), dataclasses.replace(
+      wide, crop_fill='zeros', weight_decay_scope='kernels', aux_decays_trunk=False))
 
 
 def test_settings_the_dataset_ignores_are_listed():

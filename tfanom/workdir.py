@@ -99,7 +99,8 @@ def check_resumable(workdir: str, config: TrainConfig) -> None:
   with open(path) as handle:
     saved = upgrade_saved(json.load(handle))
   current = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as when saved
-  # A setting the saved run predates kept its behaviour of then, which its default still is.
+  # A setting the saved run predates kept its behaviour of then: its default, or upgrade_saved's
+  # value where the default has changed since.
   differences = [f'{key}={saved.get(key)!r} there, {value!r} now' for key, value in current.items()
                  if key not in RESUMABLE_DIFFERENCES and key in saved and saved[key] != value]
   if differences:
