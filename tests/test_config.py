@@ -82,7 +82,7 @@ def test_the_fidelity_switches_default_to_the_official_code_but_old_runs_keep_th
                                                                               True)
   fast = TrainConfig(preset='fast').resolved()
   assert (fast.crop_fill, fast.weight_decay_scope, fast.aux_decays_trunk) == ('reflect', 'all',
-                                                                              False)
+                                                                              True)
   # A run saved before the switches existed was trained with zero-filled crops, decay on kernels
   # and the trunk decayed once: it is read so, and resuming it under the new defaults is refused.
   saved = wide.to_dict()
