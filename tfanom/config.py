@@ -61,8 +61,8 @@ def cpc_weight(dataset: str) -> float:
 # 30.0; zero-filled crops, kernels decayed, trunk decayed once: 84.9 / 24.6 / 29.0), and rotation
 # 86.5 / 25.8 / 30.0 (86.2 / 24.6 / 29.7 before). With --preset=fast (cat, 5 epochs, seeds 0
 # and 1) rotation's AP averaged 29.7 MSP / 30.3 ODIN with the trunk decayed in both steps and 30.4 /
-# 30.3 with it decayed once, a difference far inside the 8 points between the two seeds of the
-# first: the preset keeps the official choice too. docs/results.md.
+# 30.3 with it decayed once, while the two seeds with decay in both steps were 8 points apart: the
+# preset takes the official choice too. docs/results.md.
 GLOBAL_DEFAULTS = dict(network='wide_resnet', extra_groups=0, stem='cifar', aux_norm='protected',
                        padding='zeros', learning_rate=0.1, momentum=0.9, weight_decay=5e-4,
                        weight_decay_scope='all', aux_decays_trunk=True, lr_schedule='step',
