@@ -186,8 +186,8 @@ def test_holdout_none_trains_on_every_class_and_reports_accuracy(digits, make_co
   split = make_holdout(digits, 'none')
   assert split.num_classes == 10 and not split.is_anomaly.any()
   np.testing.assert_array_equal(split.evaluation.labels, digits.test.labels)
-  # After one epoch (about 25 steps) the batch-norm moving statistics are still near their initial
-  # values: test accuracy was 10.2% with one intra-op thread and 33.6% with two. Two epochs: 59.6%.
+  # After one epoch (about 25 steps) test accuracy was 10.2% with one intra-op thread and 33.6% with
+  # two, at 28% training accuracy in both: too early to check. Two epochs: 59.6%.
   results = train_and_evaluate(make_config(holdout='none', aux='none', epochs=2, eval_every=1,
                                            workdir=str(tmp_path)), log=lambda line: None)
   assert results['holdout'] == dict(index=-1, name='none')
