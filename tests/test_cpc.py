@@ -161,7 +161,7 @@ def test_bad_cpc_flags_fail_before_training(tmp_path, train_command, capsys):
 def test_digits_with_cpc_at_its_defaults_trains_and_scores_above_the_skew(tmp_path):
   # At the paper's lambda = 10 digits collapsed to one constant prediction (docs/cpc.md).
   config = TrainConfig(dataset='digits', holdout='5', depth=10, width=1, dropout=0.0,
-                       batch_size=128, epochs=3, final_window=1, aux='cpc',
+                       batch_size=128, epochs=2, final_window=1, aux='cpc',
                        workdir=str(tmp_path / 'run'))
   results = train_and_evaluate(config, log=lambda line: None)
   assert results['flags']['aux_weight'] == 1.0
