@@ -61,8 +61,7 @@ def make_config():
   return tiny_config
 
 
-@pytest.fixture
-def train_command():
+def run_train_command(args):
   """Runs `python -m tfanom.train ARGS` as its main() in this process: the command's code path
   (flag parsing, one-line errors, exit status as SystemExit) without starting Python and importing
   TensorFlow again, about 5 s of CPU per run. Only tfanom.train's flags are defined in the test
@@ -70,15 +69,18 @@ def train_command():
   from absl import flags  # pylint: disable=g-import-not-at-top
   from tfanom.cli import train as train_cli  # pylint: disable=g-import-not-at-top
   handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-
-  def run(args):
+  try:
     flags.FLAGS.unparse_flags()
     train_cli.main(flags.FLAGS(['tfanom.train', *args]))
+  finally:
+    flags.FLAGS.unparse_flags()
+    for number, handler in handlers.items():  # main() installs its stop-request handlers
+      signal.signal(number, handler)
 
-  yield run
-  flags.FLAGS.unparse_flags()
-  for number, handler in handlers.items():  # main() installs its stop-request handlers
-    signal.signal(number, handler)
+
+@pytest.fixture(scope='session')
+def train_command():
+  return run_train_command
 
 
 # TensorFlow's native logger writes these to stderr whatever TF_CPP_MIN_LOG_LEVEL says, and absl

@@ -2,7 +2,9 @@
 process on the same workdir, a workdir that is a file. Each case checks the exit status, the one
 line said, and that nothing earlier changed. Damaged checkpoints and a full disk are tested in
 process (test_loop.py, test_evaluation.py): the logic is the library's, and each TensorFlow
-process costs seconds to start."""
+process costs seconds to start. For the same reason the refused commands here run as
+tfanom.train's main() in the test's process (the `train_command` fixture); the runs that are
+signalled or resumed are processes of their own."""
 
 import os
 import signal
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 from conftest import own_lines
 
@@ -28,16 +31,20 @@ def _command(program, *args):
   return [sys.executable, '-m', program, *args]
 
 
-def _run(program, *args, timeout=300):
-  return subprocess.run(_command(program, *args), cwd=ROOT, capture_output=True, text=True,
-                        env=_env(), timeout=timeout, check=False)
-
-
-def _one_line(stderr, program='tfanom.train'):
+def _one_line(stderr):
   lines = own_lines(stderr)
   assert len(lines) == 1 and 'Traceback' not in stderr, stderr
-  assert lines[0].startswith(f'{program}: '), lines
+  assert lines[0].startswith('tfanom.train: '), lines
   return lines[0]
+
+
+def _refused(train_command, capsys, args):
+  """The one line on stderr of `tfanom.train ARGS` run in this process, which must exit with 2."""
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    train_command(args)
+  assert exit_info.value.code == 2
+  return _one_line(capsys.readouterr().err)
 
 
 def _checkpoint_indexes(workdir):
@@ -46,7 +53,8 @@ def _checkpoint_indexes(workdir):
       directory) else []
 
 
-def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path):
+def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path, train_command,
+                                                                      capsys):
   # SIGTERM's exit (143) is checked in test_reliability.py; both signals share this path.
   workdir = str(tmp_path / 'run')
   args = TINY + ['--epochs=20', '--final_window=1', f'--workdir={workdir}']
@@ -56,9 +64,7 @@ def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path):
   while not _checkpoint_indexes(workdir):
     assert first.poll() is None and time.time() < deadline, first.communicate()
     time.sleep(0.1)
-  second = _run('tfanom.train', *args)
-  assert second.returncode == 2
-  assert _one_line(second.stderr) == (
+  assert _refused(train_command, capsys, args) == (
       f'tfanom.train: error: --workdir={workdir} is in use by another process (pid '
       f'{first.pid}): wait for it to finish, stop it, or use another --workdir')
   first.send_signal(signal.SIGINT)
@@ -83,9 +89,8 @@ def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path):
   assert line.startswith(f'resumed from {latest}: {done} of 20 epochs done')
 
 
-def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
+def test_a_workdir_that_is_a_file_is_one_line(tmp_path, train_command, capsys):
   (tmp_path / 'run').write_text('a file')
-  result = _run('tfanom.train', *TINY, '--epochs=1', f'--workdir={tmp_path / "run"}')
-  assert result.returncode == 2
-  assert _one_line(result.stderr).endswith('is a file, not a folder: pass a folder for the run')
+  line = _refused(train_command, capsys, [*TINY, '--epochs=1', f'--workdir={tmp_path / "run"}'])
+  assert line.endswith('is a file, not a folder: pass a folder for the run')
   assert (tmp_path / 'run').read_text() == 'a file'

@@ -35,12 +35,6 @@ def _train(args, **popen):
                           env=popen.pop('env', _env()), **popen)
 
 
-def _run(args, timeout=300, **popen):
-  process = _train(args, **popen)
-  stdout, stderr = process.communicate(timeout=timeout)
-  return process.returncode, stdout, stderr
-
-
 def _results(workdir):
   with open(os.path.join(workdir, 'results.json')) as handle:
     return json.load(handle)
@@ -66,14 +60,16 @@ DETERMINISTIC = TINY + ['--epochs=1', '--final_window=1', '--batch_size=64', '--
 
 
 @pytest.fixture(scope='module')
-def uninterrupted(tmp_path_factory):
+def uninterrupted(tmp_path_factory, train_command):
+  # In this process: the killed run below starts in another, so the comparison also shows that
+  # --deterministic runs repeat across processes.
   workdir = tmp_path_factory.mktemp('reliability') / 'uninterrupted'
-  code, _, stderr = _run(DETERMINISTIC + ['--strategy=default', f'--workdir={workdir}'])
-  assert code == 0, stderr
+  train_command(DETERMINISTIC + ['--strategy=default', f'--workdir={workdir}'])
   return _results(workdir)
 
 
-def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path, uninterrupted):
+def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path, uninterrupted,
+                                                                  train_command, capsys):
   # A process killed and resumed ends as the uninterrupted one: equal metrics also show that
   # --deterministic runs repeat, and that checkpointing every 2 steps changes nothing.
   args = DETERMINISTIC + ['--strategy=default', '--checkpoint_every_steps=2']
@@ -86,8 +82,9 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path, unin
   assert process.returncode == -signal.SIGKILL
   assert not os.path.exists(os.path.join(killed, 'results.json'))
 
-  code, stdout, stderr = _run(args + [f'--workdir={killed}'])
-  assert code == 0, stderr
+  capsys.readouterr()
+  train_command(args + [f'--workdir={killed}'])
+  stdout = capsys.readouterr().out
   resumed = [line for line in stdout.splitlines() if line.startswith('resumed from')]
   assert resumed and '0 of 1 epochs done' in resumed[0] and 'into epoch 1' in resumed[0], stdout
   second = _results(killed)
@@ -96,7 +93,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path, unin
   assert [h['train'] for h in uninterrupted['history']] == [h['train'] for h in second['history']]
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_command, capsys):
   workdir = str(tmp_path / 'run')
   args = TINY + ['--epochs=2', '--final_window=1', '--steps_per_loop=1', f'--workdir={workdir}']
   process = _train(args)
@@ -111,9 +108,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
   assert int(latest.rsplit('-', 1)[1]) % 9 != 0, latest
 
-  code, stdout, stderr = _run(args)
-  assert code == 0, stderr
-  assert 'resumed from' in stdout
+  capsys.readouterr()
+  train_command(args)
+  assert 'resumed from' in capsys.readouterr().out
   assert _results(workdir)['history'][-1]['epoch'] == 2
 
 
