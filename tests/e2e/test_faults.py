@@ -27,8 +27,10 @@ def _env():
   return env
 
 
-def _command(program, *args):
-  return [sys.executable, '-m', program, *args]
+def _start(args):
+  """`python -m tfanom.train ARGS` as a process of its own, its output piped."""
+  return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT, env=_env(),
+                          text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _one_line(stderr):
@@ -58,8 +60,7 @@ def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path, 
   # SIGTERM's exit (143) is checked in test_reliability.py; both signals share this path.
   workdir = str(tmp_path / 'run')
   args = TINY + ['--epochs=20', '--final_window=1', f'--workdir={workdir}']
-  first = subprocess.Popen(_command('tfanom.train', *args), cwd=ROOT, env=_env(), text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  first = _start(args)
   deadline = time.time() + 240
   while not _checkpoint_indexes(workdir):
     assert first.poll() is None and time.time() < deadline, first.communicate()
@@ -77,8 +78,7 @@ def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path, 
   latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
   assert latest.endswith(f'ckpt-{9 * done}')  # the stopped epoch's own checkpoint
   # The lock went with the process: the next run resumes at once.
-  resumed = subprocess.Popen(_command('tfanom.train', *args), cwd=ROOT, env=_env(), text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  resumed = _start(args)
   while True:
     line = resumed.stdout.readline()
     assert line, resumed.communicate()
