@@ -68,7 +68,7 @@ def run_train_command(args):
   processes; other commands run as subprocesses, as their flags share names with these."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from tfanom.cli import train as train_cli  # pylint: disable=g-import-not-at-top
-  handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+  handlers = {number: signal.getsignal(number) for number in train_cli.STOP_SIGNALS}
   try:
     flags.FLAGS.unparse_flags()
     train_cli.main(flags.FLAGS(['tfanom.train', *args]))

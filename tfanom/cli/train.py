@@ -9,6 +9,7 @@ Flags left unset take the paper's defaults for the dataset (see tfanom/config.py
 is declared). Running the same command again resumes from the last checkpoint in --workdir.
 """
 
+import contextlib
 import signal
 import sys
 import threading
@@ -28,6 +29,8 @@ _SETTINGS = define_flags(TrainConfig)
 flags.adopt_module_key_flags(cli_flags)
 _TRIALS = flags.DEFINE_integer('trials', None, 'Run N trials with seeds --seed..--seed+N-1 in '
                                'WORKDIR/seed<k> and write WORKDIR/aggregate.json (mean ± std).')
+# Signals that stop training after a checkpoint rather than at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def main(argv):
@@ -37,8 +40,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
   from tfanom.training import loop, run  # pylint: disable=g-import-not-at-top
-  # Schedulers send SIGTERM before they kill, and Ctrl-C sends SIGINT: finish the current traced
-  # call, save, and stop. A second Ctrl-C interrupts at once.
+  # Schedulers send SIGTERM before they kill, Ctrl-C sends SIGINT and a closed terminal SIGHUP:
+  # finish the current traced call, save, and stop. A second Ctrl-C interrupts at once.
   terminate = threading.Event()
   received = []
 
@@ -48,9 +51,16 @@ def main(argv):
     received.append(number)
     terminate.set()
 
-  signal.signal(signal.SIGTERM, request_stop)
-  signal.signal(signal.SIGINT, request_stop)
-  log = lambda line: print(line, flush=True)  # noqa: E731
+  for number in STOP_SIGNALS:
+    signal.signal(number, request_stop)
+
+  def log(line):
+    try:
+      print(line, flush=True)
+    except OSError:
+      # Writing to a closed terminal fails (EIO): the checkpoint matters more than the line.
+      if signal.SIGHUP not in received:
+        raise
   config = config_from_flags(TrainConfig, _SETTINGS)
   with reported_as_one_line('tfanom.train'):
     try:
@@ -60,7 +70,8 @@ def main(argv):
         run.run_trials(config, _TRIALS.value, log=log, stop_requested=terminate.is_set)
     except loop.Preempted as stop:
       number = received[0] if received else signal.SIGTERM
-      print(f'tfanom.train: {signal.Signals(number).name}: {stop}', file=sys.stderr)
+      with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+        print(f'tfanom.train: {signal.Signals(number).name}: {stop}', file=sys.stderr)
       sys.exit(128 + number)
     except loop.TrainingDiverged as error:
       # A run that failed, not a command line to fix: exit status 1.

@@ -1,2 +1,3 @@
 """Using a trained model: the one Scorer, feature statistics, rebuilding a run from its workdir,
-evaluation with every score (eval.json) and SavedModel export. Nothing here imports training."""
+evaluation with every score (eval.json) and SavedModel export. Of training, only what a checkpoint
+holds (`tfanom.training.checkpoints`) is imported here."""

@@ -13,10 +13,10 @@ from tfanom.auxiliary import make_auxiliary_task
 from tfanom.config import TrainConfig, setting
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.sources import load_source
-from tfanom.errors import UsageError, first_line
+from tfanom.errors import UsageError
 from tfanom.models import Trunk, build_model
-from tfanom.models.trunk import checkpoint_variables
-from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, read_config
+from tfanom.training.checkpoints import RunCheckpoint
+from tfanom.workdir import CHECKPOINT_DIR, read_config
 
 
 # Settings of evaluation and export that replace a restored run's own; unset: the run's.
@@ -42,14 +42,6 @@ class Run:
   checkpoint: str  # the restored checkpoint's path prefix
 
 
-def latest_checkpoint(workdir: str) -> str:
-  checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
-  if checkpoint is None:
-    raise UsageError(f'--workdir={workdir} has no checkpoint in {CHECKPOINT_DIR}/: train it '
-                     'first (python -m tfanom.train --workdir=...) or pass another --workdir')
-  return checkpoint
-
-
 def load_split(config: TrainConfig) -> HoldoutSplit:
   """The run's hold-out split, rebuilt from its data source exactly as training built it."""
   source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
@@ -57,13 +49,16 @@ def load_split(config: TrainConfig) -> HoldoutSplit:
   return make_holdout(source, config.holdout, config.validation, config.seed)
 
 
-def load_run(workdir: str, data_dir: str | None = None) -> Run:
-  """The model of the latest checkpoint in `workdir`, with its config, split and auxiliary task.
+def load_run(workdir: str, data_dir: str | None = None, log=print) -> Run:
+  """The model of the newest usable checkpoint in `workdir`, with its config, split and auxiliary
+  task.
 
   `data_dir` replaces the run's --data_dir, for data that has moved since training.
   """
   config = read_config(workdir)
-  checkpoint = latest_checkpoint(workdir)
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  if not tf.train.get_checkpoint_state(directory):  # before the data: it may take minutes to load
+    raise _no_checkpoint(workdir)
   if data_dir is not None:
     config = dataclasses.replace(config, data_dir=data_dir)
   split = load_split(config)
@@ -72,23 +67,14 @@ def load_run(workdir: str, data_dir: str | None = None) -> Run:
   image_shape = (config.crop_size or height, config.crop_size or width, channels)
   model = build_model(config, split.num_classes, image_shape, split.mean, split.std)
   aux_task = make_auxiliary_task(config)
-  trackables = dict(model=checkpoint_variables(model))
   if aux_task:
     aux_task.build(model, image_shape)
-    trackables.update(aux_head=aux_task.checkpoint_variables)
-  try:
-    tf.train.Checkpoint(**trackables).restore(checkpoint).expect_partial(
-    ).assert_existing_objects_matched()
-  except (tf.errors.OpError, IndexError) as error:
-    # Read errors (a truncated data file, an overwritten index), not a different model.
-    raise UsageError(f'{checkpoint} is corrupt ({first_line(error)}): rerun the tfanom.train command of '
-                     'this workdir, which sets it aside and resumes from the checkpoint before '
-                     'it, then run this again') from None
-  except (AssertionError, ValueError) as error:
-    # The first sentence says what failed; the rest lists variables, far too long for one line.
-    reason = str(error).split('. ')[0].strip()
-    raise UsageError(f'{checkpoint} does not hold the weights of the model that {CONFIG_FILE} '
-                     f'describes ({reason}): it was written by another run or by a tfanom '
-                     'version that did not save every weight; retrain in a new --workdir'
-                     ) from None
+  checkpoint = RunCheckpoint(directory, model, aux_task, log=log).restore()
+  if checkpoint is None:  # every listed checkpoint's files are gone
+    raise _no_checkpoint(workdir)
   return Run(config, split, model, aux_task, checkpoint)
+
+
+def _no_checkpoint(workdir: str) -> UsageError:
+  return UsageError(f'--workdir={workdir} has no checkpoint in {CHECKPOINT_DIR}/: train it first '
+                    '(python -m tfanom.train --workdir=...) or pass another --workdir')

@@ -12,10 +12,10 @@ import os
 import tensorflow as tf
 
 from tfanom.config import TrainConfig
-from tfanom.data.holdout import holdout_text, make_holdout
-from tfanom.data.sources import load_source
+from tfanom.data.holdout import holdout_text
 from tfanom.models import network_name
 from tfanom.errors import UsageError
+from tfanom.inference.restore import load_split
 from tfanom.io import write_json_atomic
 from tfanom.summaries import STD_KIND, mean_std, text_table
 from tfanom.training.distribute import make_strategy
@@ -38,9 +38,7 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   strategy = make_strategy(config.strategy)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir, config.skip_corrupt)
-  split = make_holdout(source, config.holdout, config.validation, config.seed)
+  split = load_split(config)
   workdir = config.workdir or default_workdir(config)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
                     summary_dir=os.path.join(workdir, TENSORBOARD_DIR))
