@@ -184,7 +184,7 @@ def test_rotation_is_unchanged_by_the_auxiliary_task_interface():
                     log=lambda line: None)
   with pytest.raises(Preempted):  # a stop request ends the epoch after its first traced call
     trainer.train_epoch(0, stop_requested=lambda: True)
-  loss, correct, count, aux_loss, aux_correct, aux_count = trainer.epoch_totals.numpy()
+  loss, correct, count, aux_loss, aux_correct, aux_count = trainer.progress.epoch_totals.numpy()
   reference = ROTATION_REFERENCE
   assert (count, aux_count) == (reference[2], reference[5])
   assert loss == pytest.approx(reference[0], rel=2e-3)

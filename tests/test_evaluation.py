@@ -16,7 +16,7 @@ from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
 from tfanom.inference.evaluation import EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, evaluate
-from tfanom.models.trunk import checkpoint_variables
+from tfanom.training.checkpoints import RunCheckpoint
 from tfanom.training.run import train_and_evaluate
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE
 
@@ -110,15 +110,30 @@ def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
   run = load_run(str(workdir))
   final_norm = run.model.final_norm
   final_norm.beta[0].assign(final_norm.beta[0] + 1.0)  # moves every feature
-  checkpoint = tf.train.Checkpoint(model=checkpoint_variables(run.model),
-                                   aux_head=checkpoint_variables(run.aux_task.head))
-  tf.train.CheckpointManager(checkpoint, str(workdir / CHECKPOINT_DIR), 2).save(10_000)
+  RunCheckpoint(str(workdir / CHECKPOINT_DIR), run.model, run.aux_task).save(10_000)
   lines = []
   report = evaluate(EvalConfig(workdir=str(workdir), scores=('mahalanobis',)), lines.append)
   assert report['model']['checkpoint'].endswith('ckpt-10000')
   assert not any(line.startswith('feature statistics: from') for line in lines)
   assert any(line.startswith('training features:') for line in lines)
   assert report['scores']['mahalanobis'] != evaluated['report']['scores']['mahalanobis']
+
+
+def test_a_newest_checkpoint_without_files_falls_back_in_one_line(evaluated, tmp_path, capsys):
+  workdir = tmp_path / 'run'
+  shutil.copytree(evaluated['workdir'], workdir)
+  trained = tf.train.latest_checkpoint(str(workdir / CHECKPOINT_DIR))
+  run = load_run(str(workdir))
+  newest = str(workdir / CHECKPOINT_DIR / 'ckpt-10000')
+  RunCheckpoint(str(workdir / CHECKPOINT_DIR), run.model, run.aux_task).save(10_000)
+  for name in tf.io.gfile.glob(newest + '.*'):  # listed in the state file, its files gone
+    os.remove(name)
+  capsys.readouterr()
+  report = evaluate(EvalConfig(workdir=str(workdir), scores=('msp',)), log=lambda line: None)
+  assert capsys.readouterr().out.splitlines() == [
+      f'warning: checkpoint {newest} is listed but its files are gone; trying the one before it']
+  assert report['model']['checkpoint'] == trained
+  assert report['scores']['msp'] == evaluated['report']['scores']['msp']
 
 
 def test_a_corrupt_checkpoint_is_called_corrupt_and_nothing_is_written(evaluated, tmp_path):

@@ -14,14 +14,10 @@ from tfanom.inference.evaluation import EvalConfig, eval_table, evaluate
 from tfanom.inference.scorer import Scorer, shifted, tta_views
 from tfanom.models.fast import FastNetConfig, build_fast_net, whitening_kernel
 from tfanom.training.distribute import make_strategy
-from tfanom.training.loop import Trainer, TriangleSchedule
+from tfanom.training.loop import Preempted, Trainer
 from tfanom.training.run import train_and_evaluate
 
 MEAN, STD = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
-
-
-class Interrupted(BaseException):
-  """A kill, as the training loop sees it: nothing after the raise runs."""
 
 
 def fast_config(make_config, **overrides):
@@ -99,14 +95,6 @@ def test_convolutions_start_as_identities():
   assert np.abs(others).max() <= bound and others.std() > bound / 3
 
 
-def test_triangle_schedule():
-  schedule = TriangleSchedule(1.5, 100)
-  values = [float(schedule(step)) for step in (0, 20, 100)]
-  np.testing.assert_allclose(values, [0.3, 1.5, 0.0], rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(float(schedule(10)), 1.5 * (0.2 + 0.8 * 10 / 20), rtol=1e-6)
-  np.testing.assert_allclose(float(schedule(50)), 1.5 * (1 - 30 / 80), rtol=1e-6)
-
-
 def test_tta_views_average_mirror_and_one_pixel_shifts():
   images = tf.random.uniform((2, 9, 9, 3))  # the smallest side the network takes
   padded = np.pad(images.numpy(), [(0, 0), (1, 1), (1, 1), (0, 0)], mode='reflect')
@@ -144,7 +132,7 @@ def test_norm_shifts_move_by_the_scaled_rate(digits_split, make_config):
     kernels = [v for v in trainer.model.trainable_variables if v.name == 'kernel']
     before = [v.numpy().copy() for v in shifts + kernels]
     batch = next(iter(trainer.pipeline.train_dataset(0)))
-    trainer._cls_step(batch['image'], batch['label'])
+    trainer.steps.cls_step(batch['image'], batch['label'])
     moves[scale] = [v.numpy() - b for v, b in zip(shifts + kernels, before)]
   count = len(shifts)
   for index, (small, large) in enumerate(zip(moves[1.0], moves[64.0])):
@@ -212,17 +200,11 @@ def test_resume_mid_epoch_is_exact_with_the_preset(digits_split, make_config, tm
 
   checkpoints = str(tmp_path / 'checkpoints')
   first = Trainer(config, digits_split, strategy, checkpoints, log=lambda line: None)
-  save, saves = first.manager.save, []
-
-  def save_then_stop(**kwargs):  # killed right after its first checkpoint, 2 steps into epoch 1
-    save(**kwargs)
-    raise Interrupted
-
-  first.manager.save = save_then_stop
-  with pytest.raises(Interrupted):
-    first.train()
-  resumed = Trainer(config, digits_split, strategy, checkpoints, log=saves.append)
-  assert resumed.restore() == 0 and int(resumed.step_in_epoch.numpy()) == 2
+  # Stopped at its first poll, 2 steps into epoch 1, with a checkpoint.
+  with pytest.raises(Preempted, match='stopped at epoch 1 step 2 of 4'):
+    first.train(stop_requested=lambda: True)
+  resumed = Trainer(config, digits_split, strategy, checkpoints, log=lambda line: None)
+  assert resumed.restore() == 0 and int(resumed.progress.step_in_epoch.numpy()) == 2
   resumed.train()
   for variable, reference in zip(resumed.model.variables, uninterrupted.model.variables):
     np.testing.assert_array_equal(variable.numpy(), reference.numpy(), err_msg=variable.path)

@@ -1,5 +1,5 @@
-"""Faults a real run meets, through the command line: a stop signal on short epochs, a second
-process on the same workdir, a workdir that is a file. Each case checks the exit status, the one
+"""Faults a real run meets, through the command line: a stop signal on short epochs, a closed
+terminal, a second process on the same workdir, a workdir that is a file. Each case checks the exit status, the one
 line said, and that nothing earlier changed. Damaged checkpoints and a full disk are tested in
 process (test_loop.py, test_evaluation.py): the logic is the library's, and each TensorFlow
 process costs seconds to start. For the same reason the refused commands here run as
@@ -7,6 +7,7 @@ tfanom.train's main() in the test's process (the `train_command` fixture); the r
 signalled or resumed are processes of their own."""
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -27,10 +28,10 @@ def _env():
   return env
 
 
-def _start(args):
-  """`python -m tfanom.train ARGS` as a process of its own, its output piped."""
+def _start(args, stdout=subprocess.PIPE):
+  """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`."""
   return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT, env=_env(),
-                          text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          text=True, stdout=stdout, stderr=subprocess.PIPE)
 
 
 def _one_line(stderr):
@@ -55,28 +56,39 @@ def _checkpoint_indexes(workdir):
       directory) else []
 
 
+def _wait_for_a_checkpoint(process, workdir):
+  deadline = time.time() + 240
+  while not _checkpoint_indexes(workdir):
+    assert process.poll() is None and time.time() < deadline, process.communicate()
+    time.sleep(0.1)
+
+
+def _stopped_after_an_epoch(process, number, workdir):
+  """Sends signal `number` to a training process with short epochs; checks its exit, its one
+  line and the checkpoint it saved; returns the epochs done and that checkpoint."""
+  process.send_signal(number)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + number, stderr
+  line = _one_line(stderr)
+  assert line.startswith(f'tfanom.train: {signal.Signals(number).name}: stopped after epoch ')
+  assert line.endswith('a checkpoint is saved: rerun the same command to resume')
+  done = int(line.split('stopped after epoch ')[1].split()[0])
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+  assert latest.endswith(f'ckpt-{9 * done}')  # the stopped epoch's own checkpoint
+  return done, latest
+
+
 def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path, train_command,
                                                                       capsys):
   # SIGTERM's exit (143) is checked in test_reliability.py; both signals share this path.
   workdir = str(tmp_path / 'run')
   args = TINY + ['--epochs=20', '--final_window=1', f'--workdir={workdir}']
   first = _start(args)
-  deadline = time.time() + 240
-  while not _checkpoint_indexes(workdir):
-    assert first.poll() is None and time.time() < deadline, first.communicate()
-    time.sleep(0.1)
+  _wait_for_a_checkpoint(first, workdir)
   assert _refused(train_command, capsys, args) == (
       f'tfanom.train: error: --workdir={workdir} is in use by another process (pid '
       f'{first.pid}): wait for it to finish, stop it, or use another --workdir')
-  first.send_signal(signal.SIGINT)
-  _, stderr = first.communicate(timeout=120)
-  assert first.returncode == 128 + signal.SIGINT, stderr
-  line = _one_line(stderr)
-  assert line.startswith('tfanom.train: SIGINT: stopped after epoch ')
-  assert line.endswith('a checkpoint is saved: rerun the same command to resume')
-  done = int(line.split('stopped after epoch ')[1].split()[0])
-  latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
-  assert latest.endswith(f'ckpt-{9 * done}')  # the stopped epoch's own checkpoint
+  done, latest = _stopped_after_an_epoch(first, signal.SIGINT, workdir)
   # The lock went with the process: the next run resumes at once.
   resumed = _start(args)
   while True:
@@ -87,6 +99,19 @@ def test_sigint_on_short_epochs_saves_and_a_second_process_is_refused(tmp_path, 
   resumed.kill()
   resumed.communicate()
   assert line.startswith(f'resumed from {latest}: {done} of 20 epochs done')
+
+
+def test_a_closed_terminal_saves_a_checkpoint_and_exits_in_one_line(tmp_path):
+  # The terminal closes (writes to it fail with EIO from then on) and SIGHUP follows, as when a
+  # terminal window running training is closed.
+  workdir = str(tmp_path / 'run')
+  terminal, output = pty.openpty()
+  process = _start(TINY + ['--epochs=20', '--final_window=1', f'--workdir={workdir}'],
+                   stdout=output)
+  os.close(output)
+  _wait_for_a_checkpoint(process, workdir)
+  os.close(terminal)
+  _stopped_after_an_epoch(process, signal.SIGHUP, workdir)
 
 
 def test_a_workdir_that_is_a_file_is_one_line(tmp_path, train_command, capsys):

@@ -10,6 +10,7 @@ is declared). Running the same command again resumes from the last checkpoint in
 """
 
 import contextlib
+import errno
 import signal
 import sys
 import threading
@@ -52,15 +53,19 @@ def main(argv):
     terminate.set()
 
   for number in STOP_SIGNALS:
-    signal.signal(number, request_stop)
+    # Under nohup SIGHUP is ignored, so that the run outlives its terminal: leave it so.
+    if number != signal.SIGHUP or signal.getsignal(number) is not signal.SIG_IGN:
+      signal.signal(number, request_stop)
 
   def log(line):
     try:
       print(line, flush=True)
-    except OSError:
-      # Writing to a closed terminal fails (EIO): the checkpoint matters more than the line.
-      if signal.SIGHUP not in received:
+    except OSError as error:
+      # A closed terminal fails every write with EIO (its SIGHUP may be handled only after): the
+      # line is lost, training goes on to its checkpoint.
+      if error.errno != errno.EIO:
         raise
+
   config = config_from_flags(TrainConfig, _SETTINGS)
   with reported_as_one_line('tfanom.train'):
     try:
