@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tfanom.anomaly.metrics import MASKING_METRICS
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import holdout_text
 from tfanom.summaries import text_table
@@ -16,7 +17,16 @@ def final_metrics(evaluations: list[dict], epochs: int, window: int) -> dict:
       epochs=[e['epoch'] for e in last],
       accuracy=float(np.mean([e['accuracy'] for e in last])),
       skew=last[-1]['skew'],
-      ap={name: float(np.mean([e['ap'][name] for e in last])) for name in last[-1]['ap']})
+      ap={name: float(np.mean([e['ap'][name] for e in last])) for name in last[-1]['ap']},
+      **{metric: _mean_per_score([e[metric] for e in last]) for metric in MASKING_METRICS
+         # A run resumed from before these figures existed has them for its later epochs only.
+         if all(metric in e for e in last)})
+
+
+def _mean_per_score(values: list[dict]) -> dict:
+  """Per score, the mean over evaluations; None where an evaluation had none (one class)."""
+  return {name: None if any(v[name] is None for v in values)
+          else float(np.mean([v[name] for v in values])) for name in values[-1]}
 
 
 def build_results(config: TrainConfig, holdout_index: int, holdout_name: str,
@@ -33,8 +43,10 @@ def build_results(config: TrainConfig, holdout_index: int, holdout_name: str,
       accuracy=last['accuracy'],
       skew=last['skew'],
       ap=last['ap'],
+      **{metric: last[metric] for metric in MASKING_METRICS if metric in last},
       num_examples=last['num_examples'],
       num_anomalies=last['num_anomalies'],
+      **{key: last[key] for key in ('num_misclassified', 'skew_correct_only') if key in last},
       final=final,
       history=evaluations,
   )
@@ -50,6 +62,23 @@ def summary_table(results: dict) -> str:
   title = (f'{results["dataset"]}, {holdout_text(**results["holdout"])}, aux = {results["aux"]}, seed {results["seed"]}, '
            f'{results["num_examples"]} {results["evaluated_on"]} examples, '
            f'skew {results["skew"]:.2f}%')
-  return text_table(title, ['', 'accuracy', *(f'AP {s}' for s in scores)],
-                    [[label, values['accuracy'], *(values['ap'][s] for s in scores)]
-                     for label, values in rows], [22] + [10] * (1 + len(scores)))
+  # The correct-only AP and MSP's misclassification AUROC (docs/scores.md), when recorded.
+  masked = [s for s in scores if 'ap_correct_only' in results]
+  errors = ['msp'] if 'misclassification_auroc' in results and 'msp' in scores else []
+  header = ['', 'accuracy', *(f'AP {s}' for s in scores), *(f'APc {s}' for s in masked),
+            *(f'errAUC {s}' for s in errors)]
+  table = text_table(title, header,
+                     [[label, values['accuracy'], *(values['ap'][s] for s in scores),
+                       *(_shown(values.get('ap_correct_only', {}).get(s)) for s in masked),
+                       *(_shown(values.get('misclassification_auroc', {}).get(s))
+                         for s in errors)]
+                      for label, values in rows], [22] + [10] * (len(header) - 1))
+  if masked or errors:
+    table += ('\nAPc: AP against the correctly classified known images only '
+              f'({results.get("num_misclassified", "?")} misclassified dropped); errAUC: AUROC '
+              'of the misclassified known images (positive) against the correct ones')
+  return table
+
+
+def _shown(value):
+  return '-' if value is None else value
