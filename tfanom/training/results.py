@@ -72,7 +72,8 @@ def summary_table(results: dict) -> str:
                        *(_shown(values.get('ap_correct_only', {}).get(s)) for s in masked),
                        *(_shown(values.get('misclassification_auroc', {}).get(s))
                          for s in errors)]
-                      for label, values in rows], [22] + [10] * (len(header) - 1))
+                      for label, values in rows],
+                     [22] + [10] * (1 + len(scores)) + [12] * (len(masked) + len(errors)))
   if masked or errors:
     table += ('\nAPc: AP against the correctly classified known images only '
               f'({results.get("num_misclassified", "?")} misclassified dropped); errAUC: AUROC '
