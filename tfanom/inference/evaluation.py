@@ -158,7 +158,8 @@ def eval_table(report: dict) -> str:
     return table
   return table + (
       f'\nAPc, AUROCc: anomalies against the correctly classified known examples only (the '
-      f'{report["num_misclassified"]} misclassified dropped; skew {report["skew_correct_only"]:.2f}%)'
+      f'{report["num_misclassified"]} misclassified dropped; '
+      f'skew {report["skew_correct_only"]:.2f}%)'
       '\nerrAUROC: misclassified known examples (positive) against correctly classified ones')
 
 

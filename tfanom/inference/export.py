@@ -182,7 +182,7 @@ def export(run: Run, export_dir: str, overwrite: bool = False,
            detector: Detector | None = None) -> str:
   """Saves `run`'s model as a SavedModel in `export_dir` (a numbered version folder).
 
-  ODIN's temperature and step (`odin_epsilon` on [0, 1] pixels) default to the run's; without a `detector` (`build_detector`) only
+  ODIN's temperature and step default to the run's; without a `detector` (`build_detector`) only
   the logit scores are served. The SavedModel is written to a temporary
   folder beside `export_dir` and renamed into place, so a failure leaves nothing half-written and
   an existing export is replaced only once the new one is complete.
