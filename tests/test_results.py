@@ -1,9 +1,9 @@
-"""results.json: the final-window average of the correct-only figures, and its table."""
+"""results.json: the final-window average of the correct-only figures."""
 
 import pytest
 
 from tfanom.anomaly.metrics import MASKING_METRICS
-from tfanom.training.results import final_metrics, summary_table
+from tfanom.training.results import final_metrics
 
 
 def evaluation(epoch, errors=None):
@@ -29,13 +29,3 @@ def test_a_figure_missing_from_one_evaluation_is_none_or_left_out():
   final = final_metrics([older, evaluation(2)], epochs=2, window=2)
   assert not set(MASKING_METRICS) & set(final)
 
-
-def test_summary_table_shows_the_correct_only_ap_and_msps_error_auroc():
-  last = evaluation(3, errors=50.0)
-  results = dict(dataset='digits', holdout=dict(index=3, name='3'), aux='none', seed=0,
-                 num_examples=450, evaluated_on='test', num_misclassified=12, final={}, **last)
-  lines = summary_table(results).splitlines()
-  assert lines[1].split() == ['accuracy', 'AP', 'msp', 'AP', 'odin', 'APc', 'msp', 'APc', 'odin',
-                              'errAUC', 'msp']
-  assert lines[2].split()[-4:] == ['2.00', '3.00', '6.00', '3.00']
-  assert '12 misclassified dropped' in lines[3]

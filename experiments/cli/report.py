@@ -115,8 +115,7 @@ def report_pairs(sweep: str, states) -> None:
             with_correct_only(state.workdir, read_evaluation(path)))
       except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         print(f'warning: {path} or its scores.npz is unreadable ({error}): the pair uses '
-              'results.json',
-              file=sys.stderr)
+              'results.json', file=sys.stderr)
     try:
       figures[state.run.workdir] = {'results.json': tables.figures_of_results(state.results),
                                     'eval.json': evaluated}

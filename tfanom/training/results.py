@@ -62,24 +62,6 @@ def summary_table(results: dict) -> str:
   title = (f'{results["dataset"]}, {holdout_text(**results["holdout"])}, aux = {results["aux"]}, seed {results["seed"]}, '
            f'{results["num_examples"]} {results["evaluated_on"]} examples, '
            f'skew {results["skew"]:.2f}%')
-  # The correct-only AP and MSP's misclassification AUROC (docs/scores.md), when recorded.
-  masked = [s for s in scores if 'ap_correct_only' in results]
-  errors = ['msp'] if 'misclassification_auroc' in results and 'msp' in scores else []
-  header = ['', 'accuracy', *(f'AP {s}' for s in scores), *(f'APc {s}' for s in masked),
-            *(f'errAUC {s}' for s in errors)]
-  table = text_table(title, header,
-                     [[label, values['accuracy'], *(values['ap'][s] for s in scores),
-                       *(_shown(values.get('ap_correct_only', {}).get(s)) for s in masked),
-                       *(_shown(values.get('misclassification_auroc', {}).get(s))
-                         for s in errors)]
-                      for label, values in rows],
-                     [22] + [10] * (1 + len(scores)) + [12] * (len(masked) + len(errors)))
-  if masked or errors:
-    table += ('\nAPc: AP against the correctly classified known images only '
-              f'({results.get("num_misclassified", "?")} misclassified dropped); errAUC: AUROC '
-              'of the misclassified known images (positive) against the correct ones')
-  return table
-
-
-def _shown(value):
-  return '-' if value is None else value
+  return text_table(title, ['', 'accuracy', *(f'AP {s}' for s in scores)],
+                    [[label, values['accuracy'], *(values['ap'][s] for s in scores)]
+                     for label, values in rows], [22] + [10] * (1 + len(scores)))
