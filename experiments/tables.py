@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 
 import numpy as np
 
@@ -329,3 +330,278 @@ def to_csv(table: Table) -> str:
 
 
 RENDERERS = {'markdown': to_markdown, 'latex': to_latex, 'csv': to_csv}
+
+
+# Paired studies ------------------------------------------------------------------------------
+#
+# A root whose runs come in --aux=none / --aux=rotation pairs with every other setting equal (the
+# same class and seed: rotation_small, rotation_fast) is compared pair by pair: per score, the
+# mean over pairs of (rotation - none) with a 95% t interval over the pair differences. The pairs
+# share a class, a seed and so the same data order and initial draw: pairing removes what they
+# share from the comparison. See docs/reproducing.md ("Paired studies") for why a t interval.
+
+PAIRED_AUXES = ('none', 'rotation')
+# (key, heading) of the per-score figures compared: AP, and AP against the correctly classified
+# known images only (docs/scores.md, "Masking by misclassification").
+PAIRED_FIGURES = (('ap', 'AP'), ('ap_correct_only', 'APc'))
+INTERVAL_LEVEL = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+  """The mean of `values` with its two-sided t interval; no interval from fewer than 2 values."""
+  mean: float | None
+  low: float | None
+  high: float | None
+  count: int
+
+
+def student_t_quantile(probability: float, df: int) -> float:
+  """The `probability` quantile (> 0.5) of Student's t with `df` (integer) degrees of freedom.
+
+  Bisection on the closed-form P(|T| <= t) for integer df (Abramowitz & Stegun 26.7.3, 26.7.4), so
+  the report needs nothing beyond the standard library; tests compare it with scipy.
+  """
+  if not 0.5 < probability < 1.0 or df < 1:
+    raise ValueError(f'need 0.5 < probability < 1 and df >= 1, got {probability}, {df}')
+  central = 2.0 * probability - 1.0  # P(|T| <= t)
+
+  def mass(t):
+    theta = math.atan(t / math.sqrt(df))
+    cos2 = math.cos(theta) ** 2
+    # Terms c_j cos^j(theta), j = 1, 3, ..., df - 2 (odd df) or 0, 2, ..., df - 2 (even df),
+    # each c_{j+2} = c_j (j + 1) / (j + 2).
+    j, term, total = (1, math.cos(theta), 0.0) if df % 2 else (0, 1.0, 0.0)
+    while j <= df - 2:
+      total += term
+      term *= (j + 1) / (j + 2) * cos2
+      j += 2
+    if df % 2:
+      return 2.0 / math.pi * (theta + math.sin(theta) * total)
+    return math.sin(theta) * total
+
+  low, high = 0.0, 1.0
+  while mass(high) < central:
+    low, high = high, 2.0 * high
+  for _ in range(200):
+    middle = 0.5 * (low + high)
+    if mass(middle) < central:
+      low = middle
+    else:
+      high = middle
+    if high - low <= 1e-13 * high:
+      break
+  return 0.5 * (low + high)
+
+
+def t_interval(values, level: float = INTERVAL_LEVEL) -> Interval:
+  """Mean ± t_{(1+level)/2, n-1} · s / sqrt(n), s the sample standard deviation (ddof=1)."""
+  values = [float(v) for v in values]
+  if not values:
+    return Interval(None, None, None, 0)
+  mean = float(np.mean(values))
+  if len(values) < 2:
+    return Interval(mean, None, None, len(values))
+  half = (student_t_quantile(0.5 + level / 2, len(values) - 1) * float(np.std(values, ddof=1))
+          / math.sqrt(len(values)))
+  return Interval(mean, mean - half, mean + half, len(values))
+
+
+def figures_of_results(results: dict) -> dict:
+  """A run's figures from results.json (`final`, else its last evaluation): accuracy, and per
+  figure (AP, the correct-only figures when recorded) score -> value, for MSP and ODIN."""
+  source = results['final'] or results
+  return dict(accuracy=float(source['accuracy']), **{
+      key: {name: float(value) for name, value in source.get(key, {}).items() if value is not None}
+      for key in ('ap', 'ap_correct_only', 'misclassification_auroc')})
+
+
+def figures_of_evaluation(evaluation: dict) -> dict:
+  """A run's figures from its eval.json: every score it holds."""
+  return dict(accuracy=float(evaluation['accuracy']), **{
+      key: {name: float(values[key]) for name, values in evaluation['scores'].items()
+            if values.get(key) is not None}
+      for key in ('ap', 'ap_correct_only', 'misclassification_auroc')})
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedRow:
+  figure: str  # 'AP', 'APc', 'accuracy', 'errAUROC'
+  score: str  # '' for accuracy
+  none: Interval  # the none model's mean over the pairs that have the figure
+  rotation: Interval
+  difference: Interval | None  # rotation - none over the pairs where both have it
+
+
+@dataclasses.dataclass(frozen=True)
+class BestRow:
+  figure: str
+  none_score: str
+  none_mean: float
+  rotation_score: str
+  rotation_mean: float
+  difference: Interval
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedStudy:
+  title: str
+  rows: list[PairedRow]
+  best: list[BestRow]
+  notes: list[str]
+
+
+def pair_key(settings: dict) -> str:
+  return json.dumps({k: v for k, v in settings.items() if k != 'aux'}, sort_keys=True,
+                    default=str)
+
+
+def paired_study(sweep: str, states: list[RunState], figures: dict) -> PairedStudy | None:
+  """The rotation - none comparison of the pairs of `states`; None when the root has no pair.
+
+  `figures`: run workdir -> {'results.json': figures, 'eval.json': figures or None} for the
+  complete runs (`figures_of_results`, `figures_of_evaluation`). A pair is compared on eval.json
+  when both runs have one (every score), else on results.json (MSP and ODIN).
+  """
+  members = {}
+  for state in states:
+    aux = state.run.settings.get('aux', 'none')
+    if aux in PAIRED_AUXES:
+      members.setdefault(pair_key(state.run.settings), {})[aux] = state.run.workdir
+  defined = [by_aux for by_aux in members.values() if len(by_aux) == len(PAIRED_AUXES)]
+  if not defined:
+    return None
+  pairs, from_eval = [], 0
+  for by_aux in defined:
+    if all(by_aux[aux] in figures for aux in PAIRED_AUXES):
+      both = [figures[by_aux[aux]] for aux in PAIRED_AUXES]
+      source = 'eval.json' if all(f['eval.json'] is not None for f in both) else 'results.json'
+      from_eval += source == 'eval.json'
+      pairs.append(tuple(f[source] for f in both))
+  rows = _paired_rows(pairs)
+  best = [row for row in (_best_row(pairs, key, heading) for key, heading in PAIRED_FIGURES)
+          if row is not None]
+  notes = [
+      f'{len(pairs)} of {len(defined)} pairs complete (a pair: --aux=none and --aux=rotation with '
+      f'every other setting equal); {from_eval} compared on eval.json (every score, the last '
+      f'checkpoint), {len(pairs) - from_eval} on results.json (MSP and ODIN, its `final` '
+      'metrics).',
+      f'none, rotation: each model\'s mean over the pairs; Δ: the mean over the pairs of rotation '
+      f'− none, with a {INTERVAL_LEVEL:.0%} t interval over the pair differences (mean ± '
+      't · s / √n, s the sample standard deviation): an interval for these classes and seeds, '
+      'which counts each pair as one independent draw.',
+      'APc: AP of the anomalies against the correctly classified known images only; errAUROC: '
+      'AUROC of the misclassified known images (positive) against the correct ones.',
+      'Best score: the score with the highest mean over the pairs, per model (rotation and rotpred '
+      'exist for the rotation model only); Δ compares those two scores pair by pair. Choosing the '
+      'best on the same runs flatters both models.']
+  return PairedStudy(f'{sweep}: rotation − none, paired by every setting but --aux', rows, best,
+                     notes)
+
+
+def _score_order(pairs, key) -> list[str]:
+  order = {}
+  for none, rotation in pairs:  # the rotation model holds every score the none model does
+    order.update(dict.fromkeys(rotation[key]))
+    order.update(dict.fromkeys(none[key]))
+  return list(order)
+
+
+def _compare(pairs, value_of) -> tuple[Interval, Interval, Interval | None]:
+  """Each model's mean and the paired difference of one figure; value_of(figures) -> value|None."""
+  values = [(value_of(none), value_of(rotation)) for none, rotation in pairs]
+  nones = [n for n, _ in values if n is not None]
+  rotations = [r for _, r in values if r is not None]
+  both = [r - n for n, r in values if n is not None and r is not None]
+  return (t_interval(nones), t_interval(rotations), t_interval(both) if both else None)
+
+
+def _paired_rows(pairs) -> list[PairedRow]:
+  rows = []
+  for key, heading in PAIRED_FIGURES:
+    for name in _score_order(pairs, key):
+      rows.append(PairedRow(heading, name, *_compare(pairs, lambda f: f[key].get(name))))
+  rows.append(PairedRow('accuracy', '', *_compare(pairs, lambda f: f['accuracy'])))
+  if any('msp' in f['misclassification_auroc'] for pair in pairs for f in pair):
+    rows.append(PairedRow('errAUROC', 'msp', *_compare(
+        pairs, lambda f: f['misclassification_auroc'].get('msp'))))
+  return rows
+
+
+def _best_row(pairs, key, heading) -> BestRow | None:
+  """The best-mean score of each model among those every pair has, and their paired difference."""
+  if not pairs:
+    return None
+  best = []
+  for model in range(len(PAIRED_AUXES)):
+    shared = [name for name in _score_order(pairs, key)
+              if all(name in pair[model][key] for pair in pairs)]
+    if not shared:
+      return None
+    means = {name: float(np.mean([pair[model][key][name] for pair in pairs])) for name in shared}
+    name = max(shared, key=lambda n: means[n])
+    best.append((name, means[name]))
+  (none_name, none_mean), (rotation_name, rotation_mean) = best
+  difference = t_interval([rotation[key][rotation_name] - none[key][none_name]
+                           for none, rotation in pairs])
+  return BestRow(heading, none_name, none_mean, rotation_name, rotation_mean, difference)
+
+
+def _signed(value) -> str:
+  return NO_VALUE if value is None else f'{value:+.2f}'
+
+
+def _interval_text(interval: Interval | None) -> str:
+  if interval is None or interval.low is None:
+    return NO_VALUE
+  return f'[{interval.low:+.2f}, {interval.high:+.2f}]'
+
+
+def _mean_text(interval: Interval) -> str:
+  return NO_VALUE if interval.mean is None else f'{interval.mean:.2f}'
+
+
+def paired_markdown(study: PairedStudy) -> str:
+  lines = [f'**{study.title}**', '',
+           '| figure | score | pairs | none | rotation | Δ rotation − none | 95% interval |',
+           '|---|---|---:|---:|---:|---:|---|']
+  for row in study.rows:
+    difference = row.difference or Interval(None, None, None, NO_VALUE)
+    lines.append(f'| {row.figure} | {row.score} | {difference.count} | '
+                 f'{_mean_text(row.none)} | {_mean_text(row.rotation)} | '
+                 f'{_signed(difference.mean)} | {_interval_text(difference)} |')
+  if study.best:
+    lines += ['', '**Best score of each model**', '',
+              '| figure | pairs | none: best score | mean | rotation: best score | mean | '
+              'Δ rotation − none | 95% interval |', '|---|---:|---|---:|---|---:|---:|---|']
+    for row in study.best:
+      lines.append(f'| {row.figure} | {row.difference.count} | {row.none_score} | '
+                   f'{row.none_mean:.2f} | {row.rotation_score} | {row.rotation_mean:.2f} | '
+                   f'{_signed(row.difference.mean)} | {_interval_text(row.difference)} |')
+  return '\n'.join(lines + [''] + [f'- {note}' for note in study.notes])
+
+
+def paired_csv(study: PairedStudy) -> str:
+  """Numbers only: the per-score rows, then (after an empty line) the best-score rows."""
+  number = lambda value: '' if value is None else f'{value:.4f}'  # noqa: E731
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator='\n')
+  writer.writerow(['figure', 'score', 'pairs', 'none_mean', 'rotation_mean', 'difference',
+                   'low', 'high'])
+  for row in study.rows:
+    d = row.difference or Interval(None, None, None, 0)
+    writer.writerow([row.figure, row.score, d.count, number(row.none.mean),
+                     number(row.rotation.mean), number(d.mean), number(d.low), number(d.high)])
+  if study.best:
+    writer.writerow([])
+    writer.writerow(['figure', 'pairs', 'none_score', 'none_mean', 'rotation_score',
+                     'rotation_mean', 'difference', 'low', 'high'])
+    for row in study.best:
+      d = row.difference
+      writer.writerow([row.figure, d.count, row.none_score, number(row.none_mean),
+                       row.rotation_score, number(row.rotation_mean), number(d.mean),
+                       number(d.low), number(d.high)])
+  return buffer.getvalue()
+
+
+PAIRED_RENDERERS = {'markdown': paired_markdown, 'csv': paired_csv}

@@ -10,18 +10,20 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tfanom.anomaly import metrics
 from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
-from tfanom.inference.evaluation import EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, evaluate
+from tfanom.inference.evaluation import (EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, eval_table,
+                                        evaluate)
 from tfanom.training.checkpoints import RunCheckpoint
 from tfanom.training.run import train_and_evaluate
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-METRICS = ('ap', 'auroc', 'aupr_in', 'fpr95')
+METRICS = ('ap', 'auroc', 'aupr_in', 'fpr95', *metrics.MASKING_METRICS)
 
 
 def run_evaluate(*flags):
@@ -50,7 +52,9 @@ def test_eval_json_has_every_metric_of_every_score(evaluated):
   assert list(report['scores']) == list(SCORES)
   for values in report['scores'].values():
     assert sorted(values) == sorted(METRICS)
+    # The misclassification AUROC is None only if the classifier made no error.
     assert all(0.0 <= value <= 100.0 for value in values.values())
+  assert report['num_misclassified'] > 0
   assert report['evaluated_on'] == 'test'
   assert report['accuracy'] == pytest.approx(evaluated['results']['accuracy'])
   assert report['skew'] == pytest.approx(evaluated['results']['skew'])
@@ -66,13 +70,34 @@ def test_scores_npz_covers_every_example(evaluated):
   for name in SCORES:
     assert arrays[name].shape == arrays['label'].shape
     assert np.all(np.isfinite(arrays[name]))
-    assert metrics.summarize(arrays['is_anomaly'], arrays[name]) == report['scores'][name]
+    assert metrics.summarize(arrays['is_anomaly'], arrays[name]).items() <= \
+        report['scores'][name].items()
+
+
+def test_correct_only_figures_match_sklearn_on_scores_npz(evaluated):
+  arrays, report = evaluated['arrays'], evaluated['report']
+  anomaly = arrays['is_anomaly']
+  known = ~anomaly
+  correct = known & (arrays['prediction'] == arrays['label'])
+  ranked = anomaly | correct
+  assert report['num_misclassified'] == (known & ~correct).sum()
+  assert report['skew_correct_only'] == pytest.approx(100 * anomaly[ranked].mean())
+  for name in SCORES:
+    values = report['scores'][name]
+    assert values['ap_correct_only'] == pytest.approx(
+        100 * average_precision_score(anomaly[ranked], arrays[name][ranked]), abs=1e-7)
+    assert values['auroc_correct_only'] == pytest.approx(
+        100 * roc_auc_score(anomaly[ranked], arrays[name][ranked]), abs=1e-7)
+    assert values['misclassification_auroc'] == pytest.approx(
+        100 * roc_auc_score(~correct[known], arrays[name][known]), abs=1e-7)
 
 
 def test_msp_and_odin_match_the_trainers_last_evaluation(evaluated):
   for name in ('msp', 'odin'):
-    assert evaluated['report']['scores'][name]['ap'] == pytest.approx(
-        evaluated['results']['ap'][name], abs=1e-9)
+    for metric in ('ap', *metrics.MASKING_METRICS):
+      assert evaluated['report']['scores'][name][metric] == pytest.approx(
+          evaluated['results'][metric][name], abs=1e-9)
+  assert evaluated['results']['num_misclassified'] == evaluated['report']['num_misclassified']
 
 
 def test_prints_progress_and_a_table(evaluated):
@@ -80,9 +105,15 @@ def test_prints_progress_and_a_table(evaluated):
   assert any(line.startswith('training features: 1213/1213') for line in lines)
   assert any(line.startswith('scoring test examples: 450/450') for line in lines)
   header = next(i for i, line in enumerate(lines) if line.startswith('score '))
-  assert lines[header].split() == ['score', 'AP', 'AUROC', 'AUPR-In', 'FPR95']
-  rows = [line.split() for line in lines[header + 1:]]
+  assert lines[header].split() == ['score', 'AP', 'AUROC', 'AUPR-In', 'FPR95', 'APc', 'AUROCc',
+                                    'errAUROC']
+  rows = [line.split() for line in lines[header + 1:header + 1 + len(SCORES)]]
   assert [row[0] for row in rows] == list(SCORES)
+  assert lines[header + 1 + len(SCORES)].startswith(
+      'APc, AUROCc: anomalies against the correctly classified known examples only (the '
+      f'{evaluated["report"]["num_misclassified"]} misclassified dropped')
+  # The misclassification AUROC is a diagnostic: no best value is marked.
+  assert not any(row[7].endswith('*') for row in rows)
   # `*` marks the best value of each column: the highest AP, the lowest FPR95.
   values = evaluated['report']['scores']
   for column, key, best in ((1, 'ap', max), (4, 'fpr95', min)):
@@ -184,3 +215,13 @@ def test_cli_errors_are_one_line(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       f'tfanom.evaluate: error: --workdir={tmp_path / "missing"} does not exist')
   assert 'Traceback' not in result.stderr
+
+
+def test_the_table_of_an_eval_json_without_the_correct_only_figures():
+  report = dict(dataset='digits', holdout=dict(index=3, name='3'), num_examples=10,
+                evaluated_on='test', accuracy=90.0, skew=10.0,
+                scores=dict(msp=dict(ap=50.0, auroc=80.0, aupr_in=95.0, fpr95=40.0)))
+  lines = eval_table(report).splitlines()
+  assert lines[1].split() == ['score', 'AP', 'AUROC', 'AUPR-In', 'FPR95']
+  assert lines[2].split() == ['msp', '50.00*', '80.00*', '95.00*', '40.00*']
+  assert len(lines) == 3

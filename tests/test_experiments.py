@@ -392,6 +392,155 @@ def test_bad_report_input(tmp_path):
   assert result.returncode == 2 and 'sweep smoke, which has no table in the paper' in result.stderr
 
 
+# Paired studies -----------------------------------------------------------------------------
+
+def test_student_t_quantile_matches_scipy():
+  from scipy import stats  # pylint: disable=g-import-not-at-top  # the reference only
+  for df in (1, 2, 3, 5, 8, 9, 30, 200):
+    for probability in (0.6, 0.95, 0.975, 0.995):
+      assert tables.student_t_quantile(probability, df) == pytest.approx(
+          stats.t.ppf(probability, df), rel=1e-9)
+
+
+def reference_interval(differences):
+  """Mean ± t · s / √n by hand, with scipy's t quantile."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  d = np.asarray(differences, float)
+  half = stats.t.ppf(0.975, len(d) - 1) * np.sqrt(np.sum((d - d.mean()) ** 2) / (len(d) - 1)) / \
+      np.sqrt(len(d))
+  return d.mean(), d.mean() - half, d.mean() + half
+
+
+# Per pair of rotation_fast (class, seed): the none model's MSP AP and rotation's gain; ODIN is
+# MSP + 3 in both, so its differences equal MSP's.
+PAIR_AP = {('cat', 0): (20.0, 1.0), ('cat', 1): (22.0, -2.0), ('dog', 0): (15.0, 4.0),
+           ('dog', 1): (16.0, 0.5), ('frog', 0): (30.0, 3.0), ('frog', 1): (28.0, 2.5)}
+
+
+def paired_value(run, offset=0.0):
+  none, gain = PAIR_AP[(run.settings['holdout'], run.settings['seed'])]
+  return none + offset + (gain if run.settings['aux'] == 'rotation' else 0.0)
+
+
+def write_paired_results(root, run):
+  """results.json of a rotation_fast run: AP from PAIR_AP, correct-only AP 10 points above."""
+  msp = paired_value(run)
+  metrics = dict(accuracy=85.0 + (1.0 if run.settings['aux'] == 'rotation' else 0.0), skew=10.0,
+                 ap=dict(msp=msp, odin=msp + 3), ap_correct_only=dict(msp=msp + 10, odin=msp + 13),
+                 misclassification_auroc=dict(msp=80.0, odin=None))
+  results = dict(dataset='folder', holdout=dict(index=3, name=run.settings['holdout']),
+                 aux=run.settings['aux'], seed=run.settings['seed'], flags=dict(run.settings),
+                 final=dict(epochs=[5], **metrics), history=[dict(epoch=5, **metrics)], **metrics)
+  path = pathlib.Path(root) / run.workdir / 'results.json'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(results))
+
+
+def test_paired_study_on_results_json_matches_a_hand_t_interval(tmp_path):
+  runs = sweeps.expand('rotation_fast')
+  for run in runs:
+    write_paired_results(tmp_path, run)
+  states = [sweep_root.run_state(str(tmp_path), run) for run in runs]
+  figures = {s.run.workdir: {'results.json': tables.figures_of_results(s.results),
+                             'eval.json': None} for s in states}
+  study = tables.paired_study('rotation_fast', states, figures)
+  rows = {(row.figure, row.score): row for row in study.rows}
+  assert list(rows) == [('AP', 'msp'), ('AP', 'odin'), ('APc', 'msp'), ('APc', 'odin'),
+                        ('accuracy', ''), ('errAUROC', 'msp')]
+  gains = [gain for _, gain in PAIR_AP.values()]
+  mean, low, high = reference_interval(gains)
+  for key in (('AP', 'msp'), ('AP', 'odin'), ('APc', 'msp')):
+    difference = rows[key].difference
+    assert difference.count == 6
+    assert (difference.mean, difference.low, difference.high) == pytest.approx((mean, low, high))
+  assert rows[('AP', 'msp')].none.mean == pytest.approx(np.mean([n for n, _ in PAIR_AP.values()]))
+  # Identical differences: a zero-width interval.
+  accuracy = rows[('accuracy', '')].difference
+  assert (accuracy.mean, accuracy.low, accuracy.high) == pytest.approx((1.0, 1.0, 1.0))
+  best_ap, best_correct = study.best
+  assert (best_ap.figure, best_ap.none_score, best_ap.rotation_score) == ('AP', 'odin', 'odin')
+  assert (best_ap.difference.mean, best_ap.difference.low) == pytest.approx((mean, low))
+  assert best_correct.figure == 'APc'
+  # A missing member leaves its pair out.
+  del figures[runs[0].workdir]
+  assert tables.paired_study('rotation_fast', states, figures).rows[0].difference.count == 5
+  assert tables.paired_study('smoke', [s for s in states if s.run.settings['aux'] == 'none'],
+                             figures) is None
+
+
+def write_evaluation(root, run, scores, correct_only=True):
+  """eval.json of `run`: per score, AP = PAIR_AP's MSP value + the score's offset."""
+  evaluation = dict(accuracy=85.0, skew=10.0, scores={
+      name: dict(ap=paired_value(run, offset), auroc=70.0,
+                 **(dict(ap_correct_only=paired_value(run, offset) + 5, auroc_correct_only=75.0,
+                         misclassification_auroc=80.0) if correct_only else {}))
+      for name, offset in scores.items()})
+  (pathlib.Path(root) / run.workdir / 'eval.json').write_text(json.dumps(evaluation))
+
+
+def test_paired_report_reads_eval_json_scores_npz_and_results_json(tmp_path):
+  runs = sweeps.expand('rotation_fast')
+  sweep_root.record_definition(str(tmp_path), 'rotation_fast', runs)
+  none_scores = dict(msp=0.0, odin=3.0, knn=6.0)
+  rotation_scores = dict(none_scores, rotation=-5.0, rotpred=7.0)
+  rng = np.random.default_rng(0)
+  npz_run = None
+  for run in runs:
+    write_paired_results(tmp_path, run)
+    key = (run.settings['holdout'], run.settings['seed'])
+    rotation = run.settings['aux'] == 'rotation'
+    if key == ('cat', 0) and rotation:
+      continue  # this pair has one eval.json only: it is compared on results.json
+    if key == ('dog', 1) and not rotation:
+      # An eval.json from before the correct-only figures, with its scores.npz.
+      write_evaluation(tmp_path, run, none_scores, correct_only=False)
+      label = rng.integers(-1, 3, 400)
+      arrays = dict(label=label, prediction=np.where(rng.random(400) < 0.2, 0, label.clip(0)),
+                    **{name: rng.random(400) + (label < 0) for name in none_scores})
+      np.savez(tmp_path / run.workdir / 'scores.npz', is_anomaly=label < 0, **arrays)
+      npz_run = (run, arrays)
+      continue
+    write_evaluation(tmp_path, run, rotation_scores if rotation else none_scores)
+  result = report_cli(tmp_path, '--paired')
+  assert result.returncode == 0, result.stderr
+  out = result.stdout
+  assert 'correct-only figures computed from scores.npz' in result.stderr
+  # knn: eval.json pairs only (5); its AP differences are MSP's gains except for the npz pair.
+  run, arrays = npz_run
+  from tfanom.anomaly import metrics  # pylint: disable=g-import-not-at-top
+  npz_knn = metrics.score_metrics(arrays['label'], arrays['prediction'],
+                                  dict(knn=arrays['knn']))['knn']
+  gains = {key: gain for key, (_, gain) in PAIR_AP.items() if key != ('cat', 0)}
+  rotation_knn = {key: none + gain + 6.0 for key, (none, gain) in PAIR_AP.items()}
+  knn_differences = [gains[key] if key != ('dog', 1) else rotation_knn[key] - npz_knn['ap']
+                     for key in gains]
+  mean, low, high = reference_interval(knn_differences)
+  assert f'| AP | knn | 5 | ' in out
+  assert f'| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] |' in out
+  correct_differences = [gains[key] if key != ('dog', 1)
+                         else rotation_knn[key] + 5 - npz_knn['ap_correct_only'] for key in gains]
+  mean, low, high = reference_interval(correct_differences)
+  assert f'| APc | knn | 5 | ' in out and f'| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] |' in out
+  # MSP: all 6 pairs (5 on eval.json, 1 on results.json); rotpred on the rotation side only.
+  assert '| AP | msp | 6 | ' in out
+  assert '| AP | rotpred | – | – | ' in out
+  # Best scores among those every pair has (the results.json pair has MSP and ODIN only).
+  assert '| AP | 6 | odin | ' in out and '5 of 6' not in out
+  assert '6 of 6 pairs complete' in out and '5 compared on eval.json' in out
+  csv_out = report_cli(tmp_path, '--paired', '--format=csv').stdout.splitlines()
+  assert csv_out[0] == 'figure,score,pairs,none_mean,rotation_mean,difference,low,high'
+  bad = report_cli(tmp_path, '--paired', '--compare=paper')
+  assert bad.returncode == 2 and len(own_lines(bad.stderr)) == 1
+
+
+def test_paired_report_of_a_root_without_pairs(tmp_path):
+  runs = sweeps.select(sweeps.expand('smoke'), ['aux=none'])
+  sweep_root.record_definition(str(tmp_path), 'smoke', runs)
+  result = report_cli(tmp_path, '--paired')
+  assert result.returncode == 2 and 'holds no --aux=none / --aux=rotation pair' in result.stderr
+  assert len(own_lines(result.stderr)) == 1
+
+
 # Plots --------------------------------------------------------------------------------------
 
 def test_plots_are_written(tmp_path):

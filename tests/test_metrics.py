@@ -230,3 +230,69 @@ def test_streaming_as_a_compiled_keras_metric():
   scores = model.predict(features, batch_size=64, verbose=0)[:, 0]
   assert logs['average_precision'] == pytest.approx(
       average_precision_score(is_anomaly, scores), abs=TOL)
+
+
+def classified_case(seed, n=600, classes=3):
+  """Known examples of `classes` classes, a fifth wrong, and anomalies (label -1), with scores
+  that rise on anomalies and, less, on errors: the masking the correct-only figures remove."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, classes, n)
+  labels[rng.random(n) < 0.25] = -1
+  predictions = np.where(rng.random(n) < 0.2, (labels + 1) % classes, labels)
+  predictions[labels < 0] = rng.integers(0, classes, (labels < 0).sum())
+  wrong = (labels >= 0) & (predictions != labels)
+  scores = dict(a=np.round(rng.random(n) + 0.6 * (labels < 0) + 0.8 * wrong, 1),
+                b=rng.random(n) + 0.3 * wrong)
+  return labels, predictions, scores
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_masking_matches_sklearn_on_the_correct_only_and_known_only_rankings(seed):
+  labels, predictions, scores = classified_case(seed)
+  anomaly = labels < 0
+  correct = (labels >= 0) & (predictions == labels)
+  ranked = anomaly | correct
+  known = labels >= 0
+  masked = metrics.masking(labels, predictions, scores)
+  for name, values in scores.items():
+    assert masked[name]['ap_correct_only'] == pytest.approx(
+        100 * average_precision_score(anomaly[ranked], values[ranked]), abs=1e-7)
+    assert masked[name]['auroc_correct_only'] == pytest.approx(
+        100 * roc_auc_score(anomaly[ranked], values[ranked]), abs=1e-7)
+    # The misclassified known examples are the positive class.
+    assert masked[name]['misclassification_auroc'] == pytest.approx(
+        100 * roc_auc_score(~correct[known], values[known]), abs=1e-7)
+  # Dropping the errors, which score high, raises the anomalies' AP.
+  full = metrics.summarize(anomaly, scores['a'])
+  assert masked['a']['ap_correct_only'] > full['ap'] + 5
+
+
+def test_score_metrics_holds_every_figure_and_the_summary_counts_the_errors():
+  labels, predictions, scores = classified_case(2)
+  table = metrics.score_metrics(labels, predictions, scores)
+  for name, values in scores.items():
+    assert table[name] == {**metrics.summarize(labels < 0, values),
+                           **metrics.masking(labels, predictions, scores)[name]}
+  summary = metrics.classification_summary(labels, predictions)
+  wrong = (labels >= 0) & (predictions != labels)
+  assert summary['num_misclassified'] == wrong.sum() > 0
+  assert summary['skew_correct_only'] == pytest.approx(
+      100 * (labels < 0).sum() / ((labels < 0).sum() + (labels >= 0).sum() - wrong.sum()))
+  by_metric = metrics.masking_by_metric(dict(label=labels, prediction=predictions, **scores),
+                                        ('a', 'b'))
+  assert by_metric == {metric: {name: table[name][metric] for name in ('a', 'b')}
+                       for metric in metrics.MASKING_METRICS}
+
+
+def test_masking_without_errors_or_anomalies_gives_none_not_nan():
+  labels = np.array([0, 1, 0, 1, -1, -1])
+  scores = dict(s=np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.8]))
+  masked = metrics.masking(labels, labels.clip(0), scores)['s']
+  assert masked['misclassification_auroc'] is None
+  assert masked['ap_correct_only'] == masked['auroc_correct_only'] == 100.0
+  known_only, known_scores = labels[:4], dict(s=scores['s'][:4])
+  assert metrics.masking(known_only, known_only, known_scores)['s'] == dict(
+      ap_correct_only=None, auroc_correct_only=None, misclassification_auroc=None)
+  assert metrics.score_metrics(known_only, known_only, known_scores) == {}
+  assert metrics.masking_by_metric(dict(label=known_only, prediction=known_only, **known_scores),
+                                   ('s',)) == {}

@@ -9,6 +9,7 @@ from sklearn.covariance import EmpiricalCovariance
 
 from tfanom.anomaly import metrics, scores
 from tfanom.auxiliary.rotation import NUM_ROTATIONS, rotate_batch
+from tfanom.errors import UsageError
 from tfanom.inference.features import FeatureStatistics
 from tfanom.models.wide_resnet import WRNConfig, build_wide_resnet
 
@@ -385,3 +386,68 @@ def test_odin_on_a_wide_resnet():
       score_values, -softmax(model(images).numpy().astype(np.float64) / temperature).max(-1),
       rtol=1e-6)
   assert np.all(scores.odin(logits_fn, images, temperature, 0.01).numpy() < score_values)
+
+
+def _linear_logits(weights):
+  """The logits of [B, H, W, C] images in [0, 1] under a linear head on their flattened pixels."""
+  return lambda images: tf.matmul(tf.reshape(images, [tf.shape(images)[0], -1]), weights)
+
+
+def _odin_official_numpy(unit_images, weights, temperature, epsilon, mean, std):
+  """rotation/main.py of Faruk-Ahmed/detecting_semantic_anomalies, in NumPy, for a linear head:
+  0-255 pixels normalised with the per-channel mean and std (0-255 units); the sign of the
+  cross-entropy gradient with respect to the normalised input, >= 0 taken as +1, divided by std;
+  the normalised input minus epsilon times that; the negated max softmax at temperature T."""
+  scaled = (255.0 * unit_images - mean) / std
+  to_unit = lambda s: (s * std + mean) / 255.0  # noqa: E731  the network sees [0, 1] pixels
+  flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+  logits = flat(to_unit(scaled)) @ weights
+  probabilities = np_softmax(logits / temperature)
+  predicted = logits.argmax(-1)
+  # d CE(predicted, l / T) / d unit = -(W[:, y] - W p) / T; d unit / d scaled = std / 255.
+  gradient = (-(weights.T[predicted] - probabilities @ weights.T) / temperature).reshape(
+      scaled.shape) * std / 255.0
+  sign = 2.0 * ((gradient >= 0).astype(np.float64) - 0.5) / std
+  perturbed = to_unit(scaled - epsilon * sign)
+  return -np_softmax(flat(perturbed) @ weights / temperature).max(-1)
+
+
+def _odin_unit_numpy(unit_images, weights, temperature, epsilon):
+  """tfanom's default step: epsilon on [0, 1] pixels, against the same gradient's sign."""
+  flat = unit_images.reshape(len(unit_images), -1)
+  logits = flat @ weights
+  probabilities = np_softmax(logits / temperature)
+  gradient = (weights.T[logits.argmax(-1)] - probabilities @ weights.T) / temperature
+  perturbed = flat - epsilon * np.sign(-gradient)
+  return -np_softmax(perturbed @ weights / temperature).max(-1)
+
+
+def test_odin_steps_match_numpy_re_implementations_of_both_codes():
+  rng = np.random.default_rng(3)
+  unit_images = rng.random((8, 4, 4, 3))
+  weights = rng.normal(size=(4 * 4 * 3, 5))
+  # Per-channel statistics in 0-255 units, unequal so that a step scaled by them would show.
+  mean, std = np.array([125.3, 123.0, 113.9]), np.array([63.0, 31.0, 90.0])
+  # A large step and a low temperature, so that a step 255 times off moves the scores visibly.
+  temperature, epsilon = 2.0, 3.0
+  logits_fn = _linear_logits(tf.constant(weights))
+
+  def tfanom_odin(step):
+    return scores.odin(logits_fn, tf.constant(unit_images), temperature,
+                       scores.odin_unit_step(epsilon, step)).numpy()
+
+  official = _odin_official_numpy(unit_images, weights, temperature, epsilon, mean, std)
+  unit = _odin_unit_numpy(unit_images, weights, temperature, epsilon)
+  # ODIN scores in float32.
+  np.testing.assert_allclose(tfanom_odin('official'), official, rtol=1e-5)
+  np.testing.assert_allclose(tfanom_odin('unit'), unit, rtol=1e-5)
+  # The official step is epsilon on 0-255 pixels: the unit step of epsilon / 255.
+  np.testing.assert_allclose(
+      official, _odin_unit_numpy(unit_images, weights, temperature, epsilon / 255.0), rtol=1e-10)
+  assert np.abs(official - unit).min() > 1e-3
+
+
+def test_an_unknown_odin_step_is_refused():
+  with pytest.raises(UsageError, match='--odin_step=pixels is unknown: choose one of unit, '
+                                       'official'):
+    scores.odin_unit_step(5e-5, 'pixels')

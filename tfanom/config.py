@@ -229,7 +229,10 @@ class TrainConfig:
   eval_batch_size: int = setting(500, 'Images per evaluation batch.', resumable=True)
   odin_temperature: float = setting(1000.0, 'ODIN\'s temperature (the paper\'s; never tuned on '
                                     'anomalies).')
-  odin_epsilon: float = setting(5e-5, 'ODIN\'s input step on [0, 1] pixels.')
+  odin_epsilon: float = setting(5e-5, 'ODIN\'s input step, on the scale --odin_step names.')
+  odin_step: str = setting('unit', 'What --odin_epsilon is measured in: unit ([0, 1] pixels) or '
+                           'official (0-255 pixels, as the paper\'s code: a step 255 times '
+                           'smaller).')
   steps_per_loop: int = setting(50, 'Training steps per traced call.', resumable=True)
   checkpoint_every_steps: int = setting(0, 'Also checkpoint inside an epoch every N steps (0: only '
                                         'at the end of each epoch).', resumable=True)

@@ -142,9 +142,80 @@ class AveragePrecision(keras.metrics.Metric):
 
 
 def classification_summary(labels: np.ndarray, predictions: np.ndarray) -> dict:
-  """Accuracy on the known classes and skew, in percent, and the example counts."""
+  """Accuracy on the known classes and skew, in percent, and the example counts.
+
+  `num_misclassified`: known examples whose prediction is wrong; `skew_correct_only`: the fraction
+  of anomalies once those are dropped, the random AP of the correct-only figures (`masking`).
+  """
   is_anomaly = labels < 0
   known = ~is_anomaly
+  misclassified = known & (predictions != labels)
   accuracy = float(np.mean(predictions[known] == labels[known]))
   return dict(accuracy=100.0 * accuracy, skew=100.0 * float(skew(is_anomaly)),
-              num_examples=int(len(is_anomaly)), num_anomalies=int(is_anomaly.sum()))
+              skew_correct_only=100.0 * float(skew(is_anomaly[~misclassified])),
+              num_examples=int(len(is_anomaly)), num_anomalies=int(is_anomaly.sum()),
+              num_misclassified=int(misclassified.sum()))
+
+
+# The figures of `masking`, per score. Their names say what is ranked against what.
+MASKING_METRICS = ('ap_correct_only', 'auroc_correct_only', 'misclassification_auroc')
+
+
+def _percent_or_none(value):
+  """Percent as a Python float; None for NaN (a ranking with one class), which JSON lacks."""
+  value = float(value)
+  return None if np.isnan(value) else 100.0 * value
+
+
+def masking(labels: np.ndarray, predictions: np.ndarray, scores: dict) -> dict:
+  """How much of each score's ranking is misclassification rather than novelty, in percent.
+
+  Per score (name -> per-example array, anomalies labelled < 0):
+  - `ap_correct_only`, `auroc_correct_only`: AP and AUROC of the anomalies (positive) against the
+    correctly classified known examples only; the misclassified known examples are dropped from
+    the ranking. Without anomalies both are None.
+  - `misclassification_auroc`: the known examples only, the misclassified ones positive: how well
+    the score ranks the classifier's errors above its correct predictions (None when the
+    classifier makes no error or no correct prediction).
+  """
+  labels = np.asarray(labels)
+  predictions = np.asarray(predictions)
+  is_anomaly = labels < 0
+  known = ~is_anomaly
+  correct = known & (predictions == labels)
+  ranked = is_anomaly | correct
+  result = {}
+  for name, values in scores.items():
+    values = np.asarray(values)
+    if is_anomaly.any():
+      tp, fp = _curve(is_anomaly[ranked], values[ranked])
+      ap, area = _percent_or_none(_ap(tp, fp)), _percent_or_none(_auroc(tp, fp))
+    else:
+      ap = area = None
+    errors = _percent_or_none(auroc(~correct[known], values[known]))
+    result[name] = dict(ap_correct_only=ap, auroc_correct_only=area,
+                        misclassification_auroc=errors)
+  return result
+
+
+def score_metrics(labels: np.ndarray, predictions: np.ndarray, scores: dict) -> dict:
+  """Every metric of every score (`summarize` and `masking`), per score: eval.json's `scores`.
+
+  `tfanom.evaluate` writes it; a report recomputes it from a run's scores.npz. Empty without
+  anomalies (--holdout=none): nothing to rank.
+  """
+  is_anomaly = np.asarray(labels) < 0
+  if not is_anomaly.any():
+    return {}
+  masked = masking(labels, predictions, scores)
+  return {name: {**summarize(is_anomaly, values), **masked[name]}
+          for name, values in scores.items()}
+
+
+def masking_by_metric(arrays: dict, names=('msp', 'odin')) -> dict:
+  """`masking` of the scores `names` of `arrays` (with `label`, `prediction`), keyed metric first
+  as results.json's `ap`: {'ap_correct_only': {'msp': ...}, ...}. Empty without anomalies."""
+  if not (np.asarray(arrays['label']) < 0).any():
+    return {}
+  masked = masking(arrays['label'], arrays['prediction'], {name: arrays[name] for name in names})
+  return {metric: {name: masked[name][metric] for name in names} for metric in MASKING_METRICS}

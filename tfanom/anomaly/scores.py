@@ -51,8 +51,14 @@ and M, ReAct's percentile and ViM's subspace size are the papers' fixed defaults
 
 import tensorflow as tf
 
+from tfanom.errors import UsageError
+
 ODIN_TEMPERATURE = 1000.0
 ODIN_EPSILON = 5e-5
+# What ODIN's epsilon is measured in (`odin_unit_step`): `unit`, [0, 1] pixels; `official`, the
+# 0-255 pixels of the paper's rotation code.
+ODIN_STEPS = ('unit', 'official')
+PIXEL_LEVELS = 255.0
 ENERGY_TEMPERATURE = 1.0
 KNN_K = 50  # the paper's k for CIFAR-10, whose training set is the whole bank
 GEN_GAMMA = 0.1  # the GEN paper's default
@@ -75,16 +81,33 @@ def odin_input_gradient(logits_fn, images, temperature=ODIN_TEMPERATURE):
 
 
 def odin(logits_fn, images, temperature=ODIN_TEMPERATURE, epsilon=ODIN_EPSILON):
-  """ODIN score of images in [0, 1].
+  """ODIN score of images in [0, 1]: x' = x - eps * sign(-grad_x log max_k softmax(f(x)/T)_k).
 
-  x' = x - eps * sign(-grad_x log max_k softmax(f(x)/T)_k). The official code takes this step on
-  normalised inputs with eps divided by the per-channel std; our models normalise internally, so
-  the same step is exactly eps on [0, 1] pixels.
+  `epsilon` is the step on [0, 1] pixels (`odin_unit_step` converts the official code's).
   """
   gradient = odin_input_gradient(logits_fn, images, temperature)
   perturbed = images - epsilon * tf.sign(-gradient)
   logits = tf.cast(logits_fn(perturbed), tf.float32)
   return -tf.reduce_max(tf.nn.softmax(logits / temperature, axis=-1), axis=-1)
+
+
+def odin_unit_step(epsilon: float, step: str = 'unit') -> float:
+  """ODIN's input step on [0, 1] pixels, for `epsilon` given on the scale `step` names.
+
+  `unit`: `epsilon` is on [0, 1] pixels, tfanom's default.
+  `official`: the step of the paper's code (Faruk-Ahmed/detecting_semantic_anomalies,
+  rotation/main.py, the CIFAR-10 and STL-10 runs): it normalises the 0-255 pixels x255 as
+  (x255 - mean) / std with the per-channel training mean and std in 0-255 units, takes the sign of
+  the cross-entropy gradient with respect to the normalised input as +1 where it is >= 0 and -1
+  elsewhere, divides it by that std and subtracts epsilon times the result. In 0-255 pixels that
+  is a step of exactly epsilon, so epsilon / 255 on [0, 1] pixels: 255 times smaller than `unit`.
+  The one other difference: where a gradient is exactly zero the official code steps (by
+  -epsilon) and tfanom does not. (Its cpc/main.py, the ImageNet runs, normalises [0, 1] pixels
+  instead, so there the step is `unit`'s.)
+  """
+  if step not in ODIN_STEPS:
+    raise UsageError(f'--odin_step={step} is unknown: choose one of {", ".join(ODIN_STEPS)}')
+  return epsilon / PIXEL_LEVELS if step == 'official' else epsilon
 
 
 def energy(logits, temperature=ENERGY_TEMPERATURE):

@@ -3,7 +3,9 @@
 `evaluate` restores the latest checkpoint of a workdir (or loads an export), fits the feature
 statistics that the feature scores need on the training split (cached in the workdir),
 scores every evaluation example in batches and writes, in the workdir, `eval.json` (AP, AUROC,
-AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; accuracy; skew) and
+AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; the same AP and AUROC
+against the correctly classified known examples only, and the score's AUROC of misclassified
+against correct known examples, `tfanom.anomaly.metrics.masking`; accuracy; skew) and
 `scores.npz` (per-example scores, `label`, `is_anomaly`, `prediction`).
 """
 
@@ -11,7 +13,7 @@ import dataclasses
 import os
 
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics
-from tfanom.anomaly.scores import KNN_K
+from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import setting
 from tfanom.data.holdout import holdout_text
 from tfanom.errors import UsageError
@@ -25,8 +27,12 @@ from tfanom.io import write_json_atomic, write_npz_atomic
 from tfanom.summaries import text_table
 from tfanom.workdir import EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE, config_from_json
 
-METRIC_COLUMNS = (('ap', 'AP'), ('auroc', 'AUROC'), ('aupr_in', 'AUPR-In'), ('fpr95', 'FPR95'))
+METRIC_COLUMNS = (('ap', 'AP'), ('auroc', 'AUROC'), ('aupr_in', 'AUPR-In'), ('fpr95', 'FPR95'),
+                  ('ap_correct_only', 'APc'), ('auroc_correct_only', 'AUROCc'),
+                  ('misclassification_auroc', 'errAUROC'))
 LOWER_IS_BETTER = ('fpr95',)
+# Ranking errors well is no merit for an anomaly score: the column is a diagnostic, unmarked.
+UNRANKED = ('misclassification_auroc',)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +82,8 @@ def evaluate(config: EvalConfig, log=print) -> dict:
   else:
     run = load_run(config.workdir, config.data_dir)
     run_config, split = run.config, run.split
-    module = ScoringModule(run, run_config.odin_temperature, run_config.odin_epsilon)
+    module = ScoringModule(run, run_config.odin_temperature,
+                           odin_unit_step(run_config.odin_epsilon, run_config.odin_step))
     fingerprint = file_fingerprint([run.checkpoint + '.index'])
     model_path, model_source = run.checkpoint, dict(checkpoint=run.checkpoint)
   has_rotation = hasattr(module, 'rotation_scores')
@@ -91,7 +98,8 @@ def evaluate(config: EvalConfig, log=print) -> dict:
       odin_temperature=(run_config.odin_temperature if config.odin_temperature is None
                         else config.odin_temperature),
       odin_epsilon=(run_config.odin_epsilon if config.odin_epsilon is None
-                    else config.odin_epsilon))
+                    else config.odin_epsilon),
+      odin_step=run_config.odin_step)
   log(f'{run_config.dataset}: {holdout_text(split.holdout_index, split.holdout_name)}; '
       f'model {model_path}; scores {", ".join(names)}')
 
@@ -101,8 +109,10 @@ def evaluate(config: EvalConfig, log=print) -> dict:
                                     os.path.join(config.workdir, FEATURE_CACHE_FILE), log)
     settings['knn_k'] = min(config.knn_k, len(statistics.bank))
   evaluated_on = 'validation' if run_config.validation else 'test'
-  arrays = score_images(module, split.evaluation.images, names, statistics, settings,
-                        f'scoring {evaluated_on} examples', log)
+  unit_step = odin_unit_step(settings['odin_epsilon'], settings['odin_step'])
+  arrays = score_images(module, split.evaluation.images, names, statistics,
+                        dict(settings, odin_epsilon=unit_step), f'scoring {evaluated_on} examples',
+                        log)
   arrays.update(label=split.evaluation.labels, is_anomaly=split.is_anomaly)
   report = dict(
       model=model_source,
@@ -113,8 +123,8 @@ def evaluate(config: EvalConfig, log=print) -> dict:
       **metrics.classification_summary(arrays['label'], arrays['prediction']),
       settings=settings,
       # Without a held-out class (--holdout=none) there is nothing to rank: accuracy only.
-      scores={name: metrics.summarize(arrays['is_anomaly'], arrays[name]) for name in names}
-      if split.is_anomaly.any() else {})
+      scores=metrics.score_metrics(arrays['label'], arrays['prediction'],
+                                   {name: arrays[name] for name in names}))
   write_json_atomic(os.path.join(config.workdir, EVAL_FILE), report)
   write_npz_atomic(os.path.join(config.workdir, SCORES_FILE), arrays)
   log(eval_table(report))
@@ -128,15 +138,31 @@ def eval_table(report: dict) -> str:
            f'{report["num_examples"]} {report["evaluated_on"]} examples, accuracy {report["accuracy"]:.2f}%, skew {report["skew"]:.2f}%')
   if not report['scores']:
     return title + '; no anomaly to rank: scores.npz holds the scores'
-  rows = [[name, *(values[key] for key, _ in METRIC_COLUMNS)]
+  # eval.json files written before the correct-only figures lack their columns.
+  columns = [(key, heading) for key, heading in METRIC_COLUMNS
+             if all(key in values for values in report['scores'].values())]
+  rows = [[name, *(values[key] for key, _ in columns)]
           for name, values in report['scores'].items()]
   marked = [set() for _ in rows]
-  for column, (key, _) in enumerate(METRIC_COLUMNS, start=1):
+  for column, (key, _) in enumerate(columns, start=1):
     values = [row[column] for row in rows if row[column] is not None]
-    if values:
+    if values and key not in UNRANKED:
       best = min(values) if key in LOWER_IS_BETTER else max(values)
       for row, row_marks in zip(rows, marked):
         if row[column] == best:
           row_marks.add(column)
-  return text_table(title, ['score', *(heading for _, heading in METRIC_COLUMNS)], rows,
-                    [13] + [10] * len(METRIC_COLUMNS), marked)
+  table = text_table(title, ['score', *(heading for _, heading in columns)],
+                     [[_shown(value) for value in row] for row in rows],
+                     [13] + [10] * len(columns), marked)
+  if 'num_misclassified' not in report:
+    return table
+  return table + (
+      f'\nAPc, AUROCc: anomalies against the correctly classified known examples only (the '
+      f'{report["num_misclassified"]} misclassified dropped; '
+      f'skew {report["skew_correct_only"]:.2f}%)'
+      '\nerrAUROC: misclassified known examples (positive) against correctly classified ones')
+
+
+def _shown(value):
+  """A cell: None (a ranking with one class) prints as a dash."""
+  return '-' if value is None else value

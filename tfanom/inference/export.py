@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfanom.anomaly import DEFAULT_SCORE, SCORES
-from tfanom.anomaly.scores import KNN_K
+from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import setting
 from tfanom.data.arrays import stratified_mask
 from tfanom.data.decoding import decode_files, list_image_files
@@ -70,7 +70,8 @@ def export_run(config: ExportConfig, log=print) -> tuple[Run, str, Detector]:
   run = load_run(config.workdir, config.data_dir)
   temperature = (run.config.odin_temperature if config.odin_temperature is None
                  else config.odin_temperature)
-  epsilon = run.config.odin_epsilon if config.odin_epsilon is None else config.odin_epsilon
+  epsilon = odin_unit_step(run.config.odin_epsilon if config.odin_epsilon is None
+                           else config.odin_epsilon, run.config.odin_step)
   detector = build_detector(run, config, temperature, epsilon, log)
   return run, export(run, config.export_dir, config.overwrite, temperature, epsilon,
                      detector), detector
@@ -197,7 +198,8 @@ def _export(run, export_dir, odin_temperature, odin_epsilon, detector) -> str:
   module = ScoringModule(
       run,
       run.config.odin_temperature if odin_temperature is None else odin_temperature,
-      run.config.odin_epsilon if odin_epsilon is None else odin_epsilon, detector)
+      odin_unit_step(run.config.odin_epsilon, run.config.odin_step) if odin_epsilon is None
+      else odin_epsilon, detector)
   with atomic_directory(export_dir) as staging:
     signatures = {'serving_default': module.serve.get_concrete_function(),
                   'odin': module.odin.get_concrete_function()}

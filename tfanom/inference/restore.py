@@ -30,7 +30,8 @@ def odin_temperature_override():
 
 
 def odin_epsilon_override():
-  return setting(None, "ODIN's input step on [0, 1] pixels; default the run's (5e-5).")
+  return setting(None, "ODIN's input step, on the scale of the run's --odin_step; default the "
+                 "run's (5e-5).")
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ def make_eval_step(config: TrainConfig, model, strategy: tf.distribute.Strategy)
   """`eval_step(batch)`: labels, predictions and (with a held-out class) MSP and ODIN scores of
   one distributed batch, gathered from every replica in replica order."""
   scorer = Scorer(model, tta=config.tta)
+  odin_step = scores.odin_unit_step(config.odin_epsilon, config.odin_step)
 
   def replica_eval(batch):
     images = to_unit_range(batch['image'])
@@ -21,7 +22,7 @@ def make_eval_step(config: TrainConfig, model, strategy: tf.distribute.Strategy)
     outputs = dict(label=batch['label'], prediction=tf.argmax(logits, -1))
     if config.holds_out:  # --holdout=none measures accuracy alone
       outputs.update(msp=scores.msp(logits), odin=scorer.odin_scores(
-          images, config.odin_temperature, config.odin_epsilon))
+          images, config.odin_temperature, odin_step))
     return outputs
 
   if config.xla:
@@ -53,4 +54,5 @@ def summarize_scores(arrays: dict) -> dict:
   return dict(
       metrics.classification_summary(arrays['label'], arrays['prediction']),
       ap={name: 100.0 * float(metrics.average_precision(is_anomaly, arrays[name]))
-          for name in ('msp', 'odin')} if is_anomaly.any() else {})
+          for name in ('msp', 'odin')} if is_anomaly.any() else {},
+      **metrics.masking_by_metric(arrays, ('msp', 'odin')))

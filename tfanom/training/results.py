@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tfanom.anomaly.metrics import MASKING_METRICS
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import holdout_text
 from tfanom.summaries import text_table
@@ -16,7 +17,16 @@ def final_metrics(evaluations: list[dict], epochs: int, window: int) -> dict:
       epochs=[e['epoch'] for e in last],
       accuracy=float(np.mean([e['accuracy'] for e in last])),
       skew=last[-1]['skew'],
-      ap={name: float(np.mean([e['ap'][name] for e in last])) for name in last[-1]['ap']})
+      ap={name: float(np.mean([e['ap'][name] for e in last])) for name in last[-1]['ap']},
+      **{metric: _mean_per_score([e[metric] for e in last]) for metric in MASKING_METRICS
+         # A run resumed from before these figures existed has them for its later epochs only.
+         if all(metric in e for e in last)})
+
+
+def _mean_per_score(values: list[dict]) -> dict:
+  """Per score, the mean over evaluations; None where an evaluation had none (one class)."""
+  return {name: None if any(v[name] is None for v in values)
+          else float(np.mean([v[name] for v in values])) for name in values[-1]}
 
 
 def build_results(config: TrainConfig, holdout_index: int, holdout_name: str,
@@ -33,8 +43,10 @@ def build_results(config: TrainConfig, holdout_index: int, holdout_name: str,
       accuracy=last['accuracy'],
       skew=last['skew'],
       ap=last['ap'],
+      **{metric: last[metric] for metric in MASKING_METRICS if metric in last},
       num_examples=last['num_examples'],
       num_anomalies=last['num_anomalies'],
+      **{key: last[key] for key in ('num_misclassified', 'skew_correct_only') if key in last},
       final=final,
       history=evaluations,
   )
