@@ -2,8 +2,9 @@
 
 Each `TrainConfig` field carries its help text, whether a resumed run may change it, and its
 allowed values (choices, bounds, a rule) as field metadata; `check_settings` refuses any other
-value when a config is made, for every dataclass declared with `setting` fields. `tfanom.cli.flags` turns the fields into the flags of `tfanom.train`, the sweeps check
-their `--set` overrides with `parse_setting`, and `config.json` is `TrainConfig.to_dict()`: a field
+value when a config is made, for every dataclass declared with `setting` fields.
+`tfanom.cli.flags` turns the fields into the flags of `tfanom.train`, the sweeps check their
+`--set` overrides with `parse_setting`, and `config.json` is `TrainConfig.to_dict()`: a field
 added here appears in all three without being written anywhere else.
 
 A field left unset (None) takes its dataset's default (`tfanom.defaults`) in `resolved()`.
@@ -364,10 +365,11 @@ def _range_problem(kind: type, limits: dict, value) -> str | None:
       return f'must be {relation} {_number(bound)}'
 
 
-def check_setting(field: dataclasses.Field, kind: Kind, value) -> None:
-  """Refuses, in one line naming the flag, the value and what is allowed, a value of `field` that
-  is not of its declared type, choices, bounds or rule."""
+def check_setting(field: dataclasses.Field, kind: Kind, value, written: str | None = None) -> None:
+  """Refuses, in one line naming the flag, the value (as `written`, if it was) and what is
+  allowed, a value of `field` that is not of its declared type, choices, bounds or rule."""
   name, limits = field.name, field.metadata
+  shown = _shown(value) if written is None else written
   if value is None:
     if kind.optional:
       return
@@ -376,19 +378,19 @@ def check_setting(field: dataclasses.Field, kind: Kind, value) -> None:
     raise UsageError(f'--{name}={value!r} must be {_expected(kind)}')
   for item in value if kind.is_list else [value]:
     if not _of_type(kind.of, item):
-      shown = _shown(value) if isinstance(item, float) else repr(value)
-      raise UsageError(f'--{name}={shown} must be {_expected(kind)}')
+      raise UsageError(f'--{name}={shown if isinstance(item, float) else repr(value)} must be '
+                       f'{_expected(kind)}')
     choices = limits.get('choices')
     if choices is not None and item not in choices:
-      raise UsageError(f'--{name}={_shown(value)}' + (f': {item}' if kind.is_list else '') +
+      raise UsageError(f'--{name}={shown}' + (f': {item}' if kind.is_list else '') +
                        f' is unknown: choose one of {", ".join(choices)}')
     problem = kind.of in (int, float) and _range_problem(kind.of, limits, item)
     if problem:
       each = problem.replace('must', 'must each', 1) if kind.is_list else problem
-      raise UsageError(f'--{name}={_shown(value)} {each}')
+      raise UsageError(f'--{name}={shown} {each}')
   rule = limits.get('rule')
   if rule is not None and not rule[0](value):
-    raise UsageError(f'--{name}={_shown(value)} {rule[1]}')
+    raise UsageError(f'--{name}={shown} {rule[1]}')
 
 
 def check_settings(config) -> None:
@@ -420,7 +422,7 @@ def parse_setting(name: str, text: str, config_class=None):
   else:
     value = _parse_scalar(name, kind.of, text, text)
   field = next(f for f in dataclasses.fields(config_class) if f.name == name)
-  check_setting(field, kind, value)
+  check_setting(field, kind, value, written=text)
   return value
 
 

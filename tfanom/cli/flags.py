@@ -75,7 +75,7 @@ def parse_flags(program: str, argv, flag_values=flags.FLAGS) -> list[str]:
     elif 'Non-boolean argument' in message:
       message = message[len('flag '):message.index(': (')] + ' must be true or false'
     elif 'Did you mean' not in message:
-      message += ': see --helpshort'
+      message = message.removeprefix('flag ') + ': see --helpshort'
     print(f'{program}: error: {message}', file=sys.stderr)
     sys.exit(2)
 
