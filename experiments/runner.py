@@ -17,7 +17,8 @@ import sys
 import time
 
 from experiments.sweep_root import RunState
-from experiments.sweeps import Run, format_value
+from experiments.sweeps import Run
+from tfanom.config import format_value
 from tfanom.workdir import lock_exclusively
 
 POLL_SECONDS = 0.5

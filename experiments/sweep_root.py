@@ -8,8 +8,8 @@ import dataclasses
 import json
 import os
 
-from experiments.sweeps import Run, format_value
-from tfanom.config import RESUMABLE_DIFFERENCES
+from experiments.sweeps import Run
+from tfanom.config import RESUMABLE_DIFFERENCES, format_value
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
 from tfanom.workdir import RESULTS_FILE

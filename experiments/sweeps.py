@@ -8,7 +8,7 @@ A run's workdir under the sweep root is named by the settings that tell runs apa
 
 import dataclasses
 
-from tfanom.config import RENAMED, TrainConfig, parse_setting, setting_kinds
+from tfanom.config import RENAMED, TrainConfig, format_value, parse_setting, setting_kinds
 from tfanom.errors import UsageError
 from tfanom.workdir import run_path
 
@@ -185,15 +185,6 @@ def select(runs: list[Run], items) -> list[Run]:
   if not chosen:
     raise UsageError(f'--only={",".join(items)} matches none of the {len(runs)} runs')
   return chosen
-
-
-def format_value(value) -> str:
-  """A setting as written on a command line."""
-  if isinstance(value, bool):
-    return 'true' if value else 'false'
-  if isinstance(value, (list, tuple)):
-    return ','.join(format_value(item) for item in value)
-  return str(value)
 
 
 def _varying_keys(settings_list: list[dict]) -> set[str]:

@@ -329,12 +329,12 @@ def _of_type(kind: type, value) -> bool:
   return isinstance(value, kind)
 
 
-def _shown(value) -> str:
-  """A value as written on a command line."""
+def format_value(value) -> str:
+  """A setting as written on a command line."""
   if isinstance(value, bool):
     return 'true' if value else 'false'
   if isinstance(value, (list, tuple)):
-    return ','.join(_shown(item) for item in value)
+    return ','.join(format_value(item) for item in value)
   return str(value)
 
 
@@ -369,7 +369,7 @@ def check_setting(field: dataclasses.Field, kind: Kind, value, written: str | No
   """Refuses, in one line naming the flag, the value (as `written`, if it was) and what is
   allowed, a value of `field` that is not of its declared type, choices, bounds or rule."""
   name, limits = field.name, field.metadata
-  shown = _shown(value) if written is None else written
+  shown = format_value(value) if written is None else written
   if value is None:
     if kind.optional:
       return
