@@ -315,7 +315,7 @@ _TYPE_NAMES = {bool: ('true or false', 'true/false values'), int: ('an integer',
                float: ('a finite number', 'finite numbers'), str: ('a string', 'strings')}
 
 
-def _expected(kind: 'Kind') -> str:
+def _expected(kind: Kind) -> str:
   return f'a list of {_TYPE_NAMES[kind.of][1]}' if kind.is_list else _TYPE_NAMES[kind.of][0]
 
 
