@@ -1,6 +1,11 @@
 """Runs the pending runs of a sweep as subprocesses, N at a time, with one line of progress per
 change. Each run's output goes to its workdir's train.log; a failed run is reported (its last
 error line) while the others go on.
+
+A sweep holds the lock of a run's train.log while the run trains
+(`tfanom.workdir.lock_exclusively`), so a second sweep on the same root waits for the runs the
+first is training instead of starting them again, and counts those the first finishes as
+complete.
 """
 
 import dataclasses
@@ -12,7 +17,9 @@ import sys
 import time
 
 from experiments.sweep_root import RunState
-from experiments.sweeps import Run, format_value
+from experiments.sweeps import Run
+from tfanom.config import format_value
+from tfanom.workdir import lock_exclusively
 
 POLL_SECONDS = 0.5
 TERMINATE_SECONDS = 30
@@ -84,16 +91,26 @@ class _Running:
   started: float
 
   @classmethod
-  def start(cls, state: RunState, argv: list[str], env: dict) -> '_Running':
-    os.makedirs(state.workdir, exist_ok=True)
-    # Appending keeps the logs of earlier (interrupted) attempts.
-    log = open(state.log_path, 'a')
+  def start(cls, state: RunState, log, argv: list[str], env: dict) -> '_Running':
+    """Starts the run, its output appended to `log`, the run's train.log this sweep holds."""
     log_start = log.tell()
     log.write(f'=== {time.strftime("%Y-%m-%d %H:%M:%S")} {shlex.join(argv)}\n')
     log.flush()
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                stdin=subprocess.DEVNULL)
     return cls(state, process, log, log_start, time.time())
+
+
+def _claim(state: RunState):
+  """The run's train.log, open for appending and locked by this sweep; None while another sweep
+  holds it. The run's process inherits the lock with the file, so it lasts until both end."""
+  os.makedirs(state.workdir, exist_ok=True)
+  # Appending keeps the logs of earlier (interrupted) attempts.
+  log = open(state.log_path, 'a')
+  if lock_exclusively(log):
+    return log
+  log.close()
+  return None
 
 
 def run_all(states: list[RunState], parallel: int, total: int, command=train_command,
@@ -107,12 +124,26 @@ def run_all(states: list[RunState], parallel: int, total: int, command=train_com
   if parallel > 1:
     # Runs sharing an accelerator must not each reserve all its memory.
     env.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
-  pending, running, failures = list(states), [], []
+  pending, running, failures, waiting = list(states), [], [], set()
   try:
     while pending or running:
-      while pending and len(running) < parallel:
-        state = pending.pop(0)
-        running.append(_Running.start(state, command(state.run, state.workdir), env))
+      for state in list(pending):
+        if len(running) >= parallel:
+          break
+        claimed = _claim(state)
+        if claimed is None:
+          if state.workdir not in waiting:
+            waiting.add(state.workdir)
+            log(progress.line(f'waiting for {state.run.workdir}: another experiments.sweep is '
+                              'training it'))
+          continue
+        pending.remove(state)
+        if state.refreshed().status == 'complete':
+          claimed.close()
+          progress.done += 1
+          log(progress.line(f'done {state.run.workdir} by another process'))
+          continue
+        running.append(_Running.start(state, claimed, command(state.run, state.workdir), env))
         progress.running += 1
         log(progress.line(f'started {state.run.workdir}'))
       time.sleep(POLL_SECONDS)

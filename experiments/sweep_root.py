@@ -8,8 +8,8 @@ import dataclasses
 import json
 import os
 
-from experiments.sweeps import Run, format_value
-from tfanom.config import RESUMABLE_DIFFERENCES
+from experiments.sweeps import Run
+from tfanom.config import RESUMABLE_DIFFERENCES, format_value
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
 from tfanom.workdir import RESULTS_FILE
@@ -111,10 +111,17 @@ class RunState:
   def log_path(self):
     return os.path.join(self.workdir, LOG_FILE)
 
+  def refreshed(self) -> 'RunState':
+    """The state of the same run now (another process may have finished it since)."""
+    return _state_of(self.run, self.workdir)
+
 
 def run_state(root: str, run: Run) -> RunState:
   """Whether `run` is complete under `root`: results.json valid, finished and of these settings."""
-  workdir = os.path.join(os.path.abspath(root), run.workdir)
+  return _state_of(run, os.path.join(os.path.abspath(root), run.workdir))
+
+
+def _state_of(run: Run, workdir: str) -> RunState:
   path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.exists(path):
     return RunState(run, workdir, 'missing')

@@ -8,7 +8,7 @@ A run's workdir under the sweep root is named by the settings that tell runs apa
 
 import dataclasses
 
-from tfanom.config import RENAMED, parse_setting, setting_kinds
+from tfanom.config import RENAMED, TrainConfig, format_value, parse_setting, setting_kinds
 from tfanom.errors import UsageError
 from tfanom.workdir import run_path
 
@@ -149,16 +149,24 @@ def parse_overrides(items, sweep: str) -> dict:
     try:
       overrides[key] = parse_setting(key, text)
     except UsageError as error:
-      raise UsageError(f'--set={key}={text}: {error}') from None
+      raise UsageError(f'--set: {error}') from None
   return overrides
 
 
 def expand(sweep: str, overrides: dict | None = None) -> list[Run]:
-  """The runs of a named sweep, with `overrides` applied to every run."""
+  """The runs of a named sweep, with `overrides` applied to every run, each checked as
+  tfanom.train would check it (`TrainConfig.resolved()`), so that a setting no run can train
+  with is refused before any run starts or sweep.json is written."""
   merged = [{**settings, **(overrides or {})} for settings in sweep_settings(sweep)]
   runs = [Run(run_workdir(settings), settings) for settings in merged]
   workdirs = [run.workdir for run in runs]
   assert len(set(workdirs)) == len(workdirs), f'sweep {sweep} names two runs alike'
+  for run in runs:
+    try:
+      TrainConfig(**run.settings).resolved()
+    except UsageError as error:
+      raise UsageError(f'{error} (run {run.workdir} of {sweep}; nothing was started): fix the '
+                       '--set values') from None
   return runs
 
 
@@ -177,15 +185,6 @@ def select(runs: list[Run], items) -> list[Run]:
   if not chosen:
     raise UsageError(f'--only={",".join(items)} matches none of the {len(runs)} runs')
   return chosen
-
-
-def format_value(value) -> str:
-  """A setting as written on a command line."""
-  if isinstance(value, bool):
-    return 'true' if value else 'false'
-  if isinstance(value, (list, tuple)):
-    return ','.join(format_value(item) for item in value)
-  return str(value)
 
 
 def _varying_keys(settings_list: list[dict]) -> set[str]:

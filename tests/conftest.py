@@ -68,10 +68,11 @@ def run_train_command(args):
   processes; other commands run as subprocesses, as their flags share names with these."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from tfanom.cli import train as train_cli  # pylint: disable=g-import-not-at-top
+  from tfanom.cli.flags import parse_flags  # pylint: disable=g-import-not-at-top
   handlers = {number: signal.getsignal(number) for number in train_cli.STOP_SIGNALS}
   try:
     flags.FLAGS.unparse_flags()
-    train_cli.main(flags.FLAGS(['tfanom.train', *args]))
+    train_cli.main(parse_flags('tfanom.train', ['tfanom.train', *args]))
   finally:
     flags.FLAGS.unparse_flags()
     for number, handler in handlers.items():  # main() installs its stop-request handlers

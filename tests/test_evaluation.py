@@ -182,7 +182,7 @@ def test_a_corrupt_checkpoint_is_called_corrupt_and_nothing_is_written(evaluated
 
 
 def test_unknown_score_is_refused_before_loading_anything(tmp_path):
-  with pytest.raises(UsageError, match='unknown score energyy; choose from msp,odin,'):
+  with pytest.raises(UsageError, match='energyy is unknown: choose one of msp, odin,'):
     evaluate(EvalConfig(workdir=str(tmp_path / 'missing'), scores=('msp', 'energyy')))
 
 

@@ -1,5 +1,6 @@
 """Sweeps, the parallel runner (on a fake fast trainer), the report and the plots."""
 
+import functools
 import json
 import os
 import pathlib
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 from conftest import own_lines
 
-from experiments import paper_numbers, sweep_root, sweeps, tables
+from experiments import paper_numbers, runner, sweep_root, sweeps, tables
 from tfanom.config import setting_kinds
 from experiments.sweeps import Run
 from tfanom.errors import UsageError
+from tfanom.workdir import lock_exclusively
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,7 +95,7 @@ def test_overrides_are_typed_and_checked():
     sweeps.parse_overrides(['epoch=5'], 'table3')
   with pytest.raises(UsageError, match='holdout varies.*--only=holdout=3'):
     sweeps.parse_overrides(['holdout=3'], 'table3')
-  with pytest.raises(UsageError, match='epochs=five'):
+  with pytest.raises(UsageError, match='^--set: --epochs=five must be an integer$'):
     sweeps.parse_overrides(['epochs=five'], 'table3')
   with pytest.raises(UsageError, match='not key=value'):
     sweeps.parse_overrides(['epochs'], 'table3')
@@ -102,6 +104,29 @@ def test_overrides_are_typed_and_checked():
   # A setting shared by every run may be overridden, and names the workdir when it is the aux.
   first = sweeps.expand('table7', dict(aux='rotation'))[0]
   assert first.workdir == 'cifar10/holdout0/rotation/seed0'
+
+
+@pytest.mark.parametrize('item,message', [
+    ('depth=11', '--set: --depth=11 is not a Wide ResNet depth: use 6n\\+4'),
+    ('augment=nope', '--set: --augment=nope is unknown: choose one of crop_flip,'),
+    ('stem=', '--set: --stem= is unknown: choose one of cifar,'),
+    ('rotations=', '--set: --rotations= is unknown: choose one of rot90, official'),
+    ('aux_norm=', '--set: --aux_norm= is unknown: choose one of protected,'),
+    ('epochs=0', '--set: --epochs=0 must be a positive integer'),
+    ('lr_decay_fractions=0.9,0.1', '--set: --lr_decay_fractions=0.9,0.1 must be increasing'),
+    # Each value alone is fine; the runs' settings together are not.
+    ('batch_size=30', r'--batch_size=30 must be a multiple of 4 with --aux=rotation: .* \(run '
+                      r'digits/holdout0/rotation/seed0 of smoke; nothing was started\)'),
+    ('members=n01440764', '--members applies to it alone')])
+def test_a_set_value_no_run_can_train_with_is_refused_before_any_run(item, message):
+  with pytest.raises(UsageError, match=message) as raised:
+    sweeps.expand('smoke', sweeps.parse_overrides([item], 'smoke'))
+  assert '\n' not in str(raised.value)
+
+
+def test_every_run_of_every_sweep_is_a_valid_config():
+  for name in sweeps.SWEEPS:
+    assert sweeps.expand(name)  # each run resolved, as tfanom.train resolves it
 
 
 def test_only_selects_runs():
@@ -241,12 +266,65 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
 def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path):
   for args, message in [(('--sweep=nope',), '--sweep=nope is unknown'),
                         (('--sweep=smoke', '--set=colour=red'), 'colour is not a tfanom.train'),
-                        (('--sweep=smoke', '--only=seed=9'), 'matches none')]:
+                        (('--sweep=smoke', '--only=seed=9'), 'matches none'),
+                        (('--sweep=smoke', '--set=depth=11'), '--depth=11 is not a Wide ResNet'),
+                        (('--sweep=smoke', '--dry_run', '--set=batch_size=30'),
+                         '--batch_size=30 must be a multiple of 4'),
+                        (('--sweep=smoke', '--parallel=two'), '--parallel=two: invalid literal')]:
     result = sweep_cli(tmp_path, *args)
     assert result.returncode == 2
     lines = own_lines(result.stderr)
     assert len(lines) == 1
     assert lines[0].startswith('experiments.sweep: error: ') and message in lines[0]
+    # Nothing ran and nothing was written: the corrected command starts the sweep there.
+    assert not events(tmp_path) and not (tmp_path / 'root').exists()
+
+
+def test_a_run_another_sweep_trains_is_waited_for_and_counted_complete(tmp_path, monkeypatch):
+  (tmp_path / 'fake_trainer.py').write_text(FAKE_TRAINER)
+  monkeypatch.setenv('PYTHONPATH', f'{REPO}{os.pathsep}{tmp_path}')
+  monkeypatch.setenv('FAKE_RECORD', str(tmp_path / 'record.txt'))
+  root = tmp_path / 'root'
+  held, free = [sweep_root.run_state(str(root), run) for run in sweeps.select(
+      sweeps.expand('smoke'), ['holdout=0', 'holdout=1', 'seed=0', 'aux=none'])]
+  os.makedirs(held.workdir)
+  other_sweep = open(held.log_path, 'a')  # another sweep training `held`
+  assert lock_exclusively(other_sweep)
+  lines = []
+
+  def log(line):
+    lines.append(line)
+    if f'done {free.run.workdir}' in line:  # meanwhile the other sweep finishes its run
+      write_results(root, held.run, 1.0, 1.0, 90.0)
+      other_sweep.close()
+
+  failures = runner.run_all([held, free], parallel=2, total=2, log=log,
+                            command=functools.partial(runner.train_command, module='fake_trainer'))
+  assert failures == []
+  assert [workdir for kind, _, workdir, _ in events(tmp_path) if kind == 'start'] == [
+      free.workdir]  # `held` was never started here
+  assert [line for line in lines if 'waiting for' in line] == [
+      '[0/2 done, 0 running, 0 failed, 2 left | 0m00s elapsed, time left unknown yet] waiting '
+      f'for {held.run.workdir}: another experiments.sweep is training it']
+  assert lines[-1].startswith('[2/2 done, 0 running, 0 failed, 0 left') and lines[-1].endswith(
+      f'done {held.run.workdir} by another process')
+  assert pathlib.Path(held.log_path).read_text() == ''  # this sweep wrote nothing into its log
+
+
+def test_two_sweeps_on_one_root_train_each_run_once_and_both_succeed(tmp_path):
+  argv, env = sweep_argv_env(tmp_path, *FOUR_RUNS, FAKE_SECONDS='1')
+  first, second = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+  outputs = [sweep.communicate(timeout=120) for sweep in (first, second)]
+  assert (first.returncode, second.returncode) == (0, 0), outputs
+  starts = [workdir for kind, _, workdir, _ in events(tmp_path) if kind == 'start']
+  assert len(starts) == len(set(starts)) == 4
+  for workdir in starts:
+    headers = [line for line in (pathlib.Path(workdir) / 'train.log').read_text().splitlines()
+               if line.startswith('=== ')]
+    assert len(headers) == 1, workdir  # one process wrote into each log
+  for output, _ in outputs:
+    assert '4/4 done' in output or 'skipping 4 complete runs of 4' in output
 
 
 # The report ---------------------------------------------------------------------------------

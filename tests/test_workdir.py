@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,8 +12,8 @@ from tfanom.baselines import BaselineConfig
 from tfanom.config import TrainConfig
 from tfanom.training.run import trial_configs
 from tfanom.errors import UsageError
-from tfanom.workdir import (LOCK_FILE, baseline_workdir, default_workdir, locked, prepare, run_path,
-                            trials_root)
+from tfanom.workdir import (LOCK_FILE, baseline_workdir, default_workdir, lock_exclusively, locked,
+                            prepare, run_path, trials_root)
 
 
 def test_a_trial_lives_where_the_same_run_alone_and_in_a_sweep_lives():
@@ -48,6 +50,22 @@ def test_a_stale_lock_file_never_blocks(tmp_path):
   (tmp_path / LOCK_FILE).write_text('999999\n')  # left by a process that died
   with locked(str(tmp_path)):
     assert (tmp_path / LOCK_FILE).read_text() == f'{os.getpid()}\n'
+
+
+def test_an_exclusive_lock_lasts_while_a_child_holds_the_file_open(tmp_path):
+  """What a sweep relies on for a run's train.log: the run's process, given the locked log as its
+  output, keeps the lock after the sweep closes its own copy, and frees it when it ends."""
+  path = tmp_path / 'train.log'
+  sweep = open(path, 'a')
+  assert lock_exclusively(sweep)
+  run = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], stdout=sweep,
+                         stdin=subprocess.PIPE)
+  sweep.close()
+  with open(path, 'a') as other:
+    assert not lock_exclusively(other)
+  run.communicate('')
+  with open(path, 'a') as other:
+    assert lock_exclusively(other)
 
 
 def test_prepare_refuses_a_file_and_creates_folders(tmp_path):

@@ -60,6 +60,18 @@ def prepare(workdir: str) -> None:
                      'folder you can write') from None
 
 
+def lock_exclusively(handle) -> bool:
+  """Takes the operating system's exclusive lock (`flock`) on an open file without waiting: False
+  when another opening of the file, in this process or another, holds it. The lock belongs to the
+  opening, so it lasts while any process holds it open (a child given it as stdout included), and
+  goes with the last of them however it ends."""
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return False
+  return True
+
+
 @contextlib.contextmanager
 def locked(workdir: str):
   """Holds an exclusive lock on WORKDIR/.lock: a second process on the same workdir is refused.
@@ -74,9 +86,7 @@ def locked(workdir: str):
     raise UsageError(f'cannot write {path}: {error.strerror or error}; pass a --workdir you can '
                      'write') from None
   with handle:
-    try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_exclusively(handle):
       handle.seek(0)
       holder = handle.read().strip() or 'unknown'
       raise UsageError(f'--workdir={workdir} is in use by another process (pid {holder}): wait '

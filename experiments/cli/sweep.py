@@ -7,8 +7,10 @@ r"""Runs a named sweep of `tfanom.train` runs, N at a time; rerunning it resumes
 
 Each run trains in ROOT/<dataset>/holdout<k>/<aux>/seed<s> (its output in train.log there). A run
 whose results.json is complete is skipped; any other run is (re)started with the same command,
-which resumes from its checkpoints. --set overrides tfanom.train flags for every run; the sweep's
-settings are recorded in ROOT/sweep.json, and a root holding another sweep definition is refused.
+which resumes from its checkpoints. --set overrides tfanom.train flags for every run; every run's
+settings are checked as tfanom.train checks them before any run starts, then recorded in
+ROOT/sweep.json, and a root holding another sweep definition is refused. A run that another sweep
+on the same root is training is waited for, and complete once that sweep finishes it.
 Exit status: 0 when every run is complete, 1 when any failed, 2 for a usage error.
 """
 
@@ -31,8 +33,8 @@ _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print one command per pending ru
 _ONLY = flags.DEFINE_list('only', [], 'key=value,...: run only the runs with these settings; a '
                           'key given twice matches either value (--only=holdout=0,holdout=1).')
 _SET = flags.DEFINE_list('set', [], 'key=value,...: tfanom.train flags for every run, e.g. '
-                         '--set=epochs=5,batch_size=64,data_dir=DIR (keys are checked against '
-                         'tfanom.train\'s flags).')
+                         '--set=epochs=5,batch_size=64,data_dir=DIR (every run is checked as '
+                         'tfanom.train checks it before any starts).')
 _TRAINER_MODULE = flags.DEFINE_string('trainer_module', 'tfanom.train', 'The module each run '
                                       'executes as `python -m MODULE --workdir=... --key=value`.')
 

@@ -45,6 +45,14 @@ MORE_BAD_COMMAND_LINES = {
     'multiworker_without_cluster': (dict(strategy='multiworker'),
                                     'needs the TF_CONFIG environment variable'),
     'folder_without_data_dir': (dict(dataset='folder'), '--dataset=folder needs --data_dir'),
+    'nan_learning_rate': (dict(learning_rate='nan'), '--learning_rate=nan must be a finite number'),
+    'float_epochs': (dict(epochs='1e3'), '--epochs=1e3 must be an integer'),
+    'negative_decay_factor': (dict(lr_decay_factor='-1'),
+                              r'--lr_decay_factor=-1 must be in \(0, 1\]'),
+    'decay_past_the_end': (dict(lr_decay_fractions='0.5,2.0'),
+                           '--lr_decay_fractions=0.5,2.0 must each lie strictly between 0 and 1'),
+    'decays_out_of_order': (dict(lr_decay_fractions='0.9,0.1'),
+                            '--lr_decay_fractions=0.9,0.1 must be increasing'),
 }
 
 
@@ -161,6 +169,23 @@ def test_bad_command_line_process(bad_command_processes, case):
   assert len(lines) == 1, stderr
   assert re.match(f'tfanom.train: error: .*{BAD_COMMAND_LINES[case][1]}', lines[0])
   assert after == before
+
+
+def test_a_bad_flag_value_exits_2_with_one_line():
+  """absl's own parsing errors (a NaN, a float for an integer) are one line and exit status 2,
+  as every other usage error, for every command."""
+  commands = {('tfanom.train', '--learning_rate=nan'):
+                  '--learning_rate=nan must be a finite number',
+              ('tfanom.score', '--normal_rate=nan'): '--normal_rate=nan must be a finite number',
+              ('tfanom.evaluate', '--batch_size=1e3'): '--batch_size=1e3 must be an integer'}
+  processes = {command: subprocess.Popen([sys.executable, '-m', *command], cwd=REPO,
+                                         env=cli_env(), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+               for command in commands}
+  for (program, flag), process in processes.items():
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 2, stderr
+    assert own_lines(stderr) == [f'{program}: error: {commands[program, flag]}']
 
 
 def test_flags_take_the_dataset_defaults():

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfanom.anomaly import metrics
-from tfanom.config import DATASET_DEFAULTS, setting
+from tfanom.config import check_settings, setting
+from tfanom.defaults import DATASET_DEFAULTS
 from tfanom.data.holdout import resolve_holdout
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
@@ -144,12 +145,12 @@ def edge_energy(images: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class BaselineConfig:
   """What `python -m tfanom.baselines` scores; its flags are these fields."""
-  dataset: str = setting('cifar10', 'Any dataset of tfanom.train.')
+  dataset: str = setting('cifar10', 'Any dataset of tfanom.train.', choices=DATASET_DEFAULTS)
   holdout: str = setting('all', 'The anomaly class (index, name or WordNet id), or all: each class '
                          'in turn, and their mean.')
-  method: str = setting('gaussian_mixture', f'One of {", ".join(METHODS)}.')
+  method: str = setting('gaussian_mixture', f'One of {", ".join(METHODS)}.', choices=METHODS)
   data_dir: str | None = setting(None, 'As for tfanom.train.')
-  image_size: int | None = setting(None, 'As for tfanom.train.')
+  image_size: int | None = setting(None, 'As for tfanom.train.', minimum=1)
   members: tuple[str, ...] = setting((), 'As for tfanom.train (--dataset=imagenet_subset).')
   cache_dir: str | None = setting(None, 'As for tfanom.train.')
   workdir: str | None = setting(None, 'Where baseline.json goes; default '
@@ -158,8 +159,7 @@ class BaselineConfig:
 
 def run_baseline(config: BaselineConfig, log=print) -> dict:
   """Scores the test split for one or every hold-out class; writes and returns baseline.json."""
-  if config.method not in METHODS:
-    raise UsageError(f'--method={config.method} is unknown: choose one of {", ".join(METHODS)}')
+  check_settings(config)
   image_size = config.image_size or DATASET_DEFAULTS.get(config.dataset, {}).get('image_size', 32)
   source = load_source(config.dataset, config.data_dir, image_size, config.members,
                        config.cache_dir)

@@ -1,69 +1,83 @@
 """Flags generated from a config dataclass, so that each setting is declared once (in the config).
 
 `define_flags(TrainConfig)` defines one absl flag per field, with the field's help text, type and
-default; `config_from_flags(TrainConfig)` reads them back into a config. Numeric flags refuse NaN
-and infinities when they are parsed.
+default; `config_from_flags(TrainConfig)` reads them back into a config. A flag's value is parsed
+and checked by the config's own rules (`tfanom.config.parse_setting`: type, choices, bounds) as it
+is read, and `run_command` turns any flag error of any command into one line and exit status 2.
 """
 
 import dataclasses
-import math
 import sys
 
 from absl import app, flags, logging
 
-from tfanom.config import setting_kinds
-from tfanom.errors import reported_as_one_line
+from tfanom.config import parse_setting, setting_types
+from tfanom.errors import UsageError, reported_as_one_line
 
-_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-           bool: flags.DEFINE_bool}
+
+class _SettingParser(flags.ArgumentParser):
+  """Parses a flag as `parse_setting` parses field `name` of `config_class`."""
+
+  def __init__(self, config_class, name: str):
+    self.config_class, self.name = config_class, name
+    self.kind = setting_types(config_class)[name]
+
+  def parse(self, argument):
+    if not isinstance(argument, str):  # a default, already typed
+      return argument
+    try:
+      return parse_setting(self.name, argument, self.config_class)
+    except UsageError as error:
+      raise ValueError(str(error)) from None
+
+  def flag_type(self):
+    return f'{"list of " if self.kind.is_list else ""}{self.kind.of.__name__}'
 
 
 def define_flags(config_class, flag_values=flags.FLAGS) -> dict:
   """One flag per field of `config_class` (a dataclass of `tfanom.config.setting` fields), in
   `flag_values`. Returns the flag holders by field name."""
-  kinds = setting_kinds(config_class)
+  kinds = setting_types(config_class)
   holders = {}
   for field in dataclasses.fields(config_class):
-    kind, is_list = kinds[field.name]
-    help_text = field.metadata['help']
-    if is_list:
-      default = ','.join(str(v) for v in field.default) if field.default else None
-      holder = flags.DEFINE_list(field.name, default, help_text, flag_values=flag_values)
-      if kind is float:
-        flags.register_validator(field.name, _finite_list, f'--{field.name} takes finite numbers',
-                                 flag_values=flag_values)
+    help_text, required = field.metadata['help'], field.metadata.get('required', False)
+    if kinds[field.name].of is bool and not kinds[field.name].is_list:
+      # absl's own boolean flags, for the --name / --noname forms.
+      holder = flags.DEFINE_bool(field.name, field.default, help_text, flag_values=flag_values,
+                                 required=required)
     else:
-      holder = _DEFINE[kind](field.name, field.default, help_text, flag_values=flag_values,
-                             required=field.metadata.get('required', False))
-      if kind is float:
-        flags.register_validator(field.name, _finite, f'--{field.name} must be a finite number',
-                                 flag_values=flag_values)
+      serializer = flags.CsvListSerializer(',') if kinds[field.name].is_list else None
+      holder = flags.DEFINE(_SettingParser(config_class, field.name), field.name, field.default,
+                            help_text, flag_values=flag_values, serializer=serializer,
+                            required=required)
     for alias in field.metadata.get('aliases', ()):
       flags.DEFINE_alias(alias, field.name, flag_values=flag_values)
-    holders[field.name] = (holder, kind, is_list)
+    holders[field.name] = holder
   return holders
 
 
 def config_from_flags(config_class, holders: dict):
   """A `config_class` holding the parsed values of the flags `define_flags` returned."""
-  values = {}
-  for name, (holder, kind, is_list) in holders.items():
-    value = holder.value
-    if is_list:
-      value = tuple(kind(item) for item in value or ())
-    values[name] = value
-  return config_class(**values)
+  return config_class(**{name: holder.value for name, holder in holders.items()})
 
 
-def _finite(value) -> bool:
-  return value is None or math.isfinite(value)
-
-
-def _finite_list(values) -> bool:
+def parse_flags(program: str, argv, flag_values=flags.FLAGS) -> list[str]:
+  """Parses `argv` into `flag_values`; a flag error (an unknown flag, a value of the wrong type
+  or outside its choices or bounds, a required flag missing) ends in one line naming the flag and
+  what it takes, and exit status 2."""
   try:
-    return all(math.isfinite(float(v)) for v in values or ())
-  except ValueError:
-    return False
+    return flag_values(argv)
+  except flags.Error as error:
+    message = str(error)
+    # absl writes "flag --name=value: reason"; the reasons of parse_setting name the flag again.
+    if message.startswith('flag --') and ': --' in message:
+      message = message[message.index(': --') + 2:]
+    elif 'Non-boolean argument' in message:
+      message = message[len('flag '):message.index(': (')] + ' must be true or false'
+    elif 'Did you mean' not in message:
+      message = message.removeprefix('flag ') + ': see --helpshort'
+    print(f'{program}: error: {message}', file=sys.stderr)
+    sys.exit(2)
 
 
 def config_main(program: str, config_class, settings: dict, call, quiet: bool = True):
@@ -93,4 +107,6 @@ def run_command(main, module) -> None:
   for flag in flags.FLAGS.get_key_flags_for_module(module):
     flags.FLAGS.register_key_flag_for_module(program, flag)
   sys.modules['__main__'].__doc__ = module.__doc__
-  app.run(main)
+  # tfanom.cli.train is the command tfanom.train, experiments.cli.sweep experiments.sweep.
+  name = module.__name__.replace('.cli.', '.')
+  app.run(main, flags_parser=lambda argv: parse_flags(name, argv))

@@ -14,7 +14,7 @@ import os
 
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
-from tfanom.config import setting
+from tfanom.config import check_settings, setting
 from tfanom.data.holdout import holdout_text
 from tfanom.errors import UsageError
 from tfanom.inference.export import load_export
@@ -45,25 +45,17 @@ class EvalConfig:
                                    'written by tfanom.export) instead of the checkpoint in '
                                    '--workdir.')
   scores: tuple[str, ...] = setting((), 'Scores to compute (comma-separated); default all that '
-                                    f'apply: {",".join(SCORES)}.')
+                                    f'apply: {",".join(SCORES)}.', choices=SCORES)
   data_dir: str | None = data_dir_override()
-  batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.")
+  batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.",
+                                   minimum=1)
   odin_temperature: float | None = odin_temperature_override()
   odin_epsilon: float | None = odin_epsilon_override()
   knn_k: int = setting(KNN_K, 'Neighbour whose distance is the KNN score (capped at the '
-                       'number of training images).')
+                       'number of training images).', minimum=1)
 
   def check(self):
-    unknown = [name for name in self.scores if name not in SCORES]
-    if unknown:
-      raise UsageError(f'--scores={",".join(self.scores)}: unknown score {", ".join(unknown)}; '
-                       f'choose from {",".join(SCORES)}')
-    for name in ('batch_size', 'odin_temperature', 'knn_k'):
-      value = getattr(self, name)
-      if value is not None and value <= 0:
-        raise UsageError(f'--{name}={value} must be positive')
-    if self.odin_epsilon is not None and self.odin_epsilon < 0:
-      raise UsageError(f'--odin_epsilon={self.odin_epsilon} must be >= 0')
+    check_settings(self)
 
 
 def evaluate(config: EvalConfig, log=print) -> dict:

@@ -12,13 +12,12 @@ import tensorflow as tf
 
 from tfanom.anomaly import DEFAULT_SCORE, SCORES
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
-from tfanom.config import setting
+from tfanom.config import check_settings, setting
 from tfanom.data.arrays import stratified_mask
 from tfanom.data.decoding import decode_files, list_image_files
 from tfanom.data.holdout import VALIDATION_FRACTION, holdout_text
 from tfanom.errors import UsageError
-from tfanom.inference.calibration import (DEFAULT_NORMAL_RATE, Detector, calibrate,
-                                          check_normal_rate, rates_with)
+from tfanom.inference.calibration import DEFAULT_NORMAL_RATE, Detector, calibrate, rates_with
 from tfanom.inference.features import FeatureStatistics, file_fingerprint
 from tfanom.inference.restore import (Run, data_dir_override, load_run, odin_epsilon_override,
                                       odin_temperature_override)
@@ -38,28 +37,24 @@ class ExportConfig:
   overwrite: bool = setting(False, 'Replace a non-empty --export_dir.')
   score: str = setting(DEFAULT_SCORE, 'The score behind anomaly_score and is_anomaly; default '
                        f'{DEFAULT_SCORE}, the best on average in docs/scores.md. Name the winner of '
-                       'your own validation run here.')
+                       'your own validation run here.', choices=SCORES)
   normal_rate: float = setting(DEFAULT_NORMAL_RATE, 'Share of normal images that is_anomaly '
-                               'accepts: the threshold is calibrated on normal images only.')
+                               'accepts: the threshold is calibrated on normal images only.',
+                               above=0, below=1)
   calibration_dir: str | None = setting(None, 'A folder (read recursively) of normal images of '
                                         "the known classes to calibrate on; default the run's "
                                         'validation split, else a seeded slice of its training '
                                         'images.')
   knn_bank_size: int = setting(0, 'Training features kept for the KNN score (a seeded '
-                               'subsample); 0 keeps all of them.')
-  batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.")
+                               'subsample); 0 keeps all of them.', minimum=0)
+  batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.",
+                                   minimum=1)
   data_dir: str | None = data_dir_override()
   odin_temperature: float | None = odin_temperature_override()
   odin_epsilon: float | None = odin_epsilon_override()
 
   def check(self):
-    if self.score not in SCORES:
-      raise UsageError(f'--score={self.score} is unknown: choose from {",".join(SCORES)}')
-    check_normal_rate(self.normal_rate)
-    if self.knn_bank_size < 0:
-      raise UsageError(f'--knn_bank_size={self.knn_bank_size} must be >= 0 (0 keeps all)')
-    if self.batch_size is not None and self.batch_size <= 0:
-      raise UsageError(f'--batch_size={self.batch_size} must be positive')
+    check_settings(self)
 
 
 def export_run(config: ExportConfig, log=print) -> tuple[Run, str, Detector]:

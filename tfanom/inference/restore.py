@@ -26,12 +26,13 @@ def data_dir_override():
 
 
 def odin_temperature_override():
-  return setting(None, "ODIN's temperature; default the run's (1000). Never tuned on anomalies.")
+  return setting(None, "ODIN's temperature; default the run's (1000). Never tuned on anomalies.",
+                 above=0)
 
 
 def odin_epsilon_override():
   return setting(None, "ODIN's input step, on the scale of the run's --odin_step; default the "
-                 "run's (5e-5).")
+                 "run's (5e-5).", minimum=0)
 
 
 @dataclasses.dataclass

@@ -19,11 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfanom.anomaly import metrics
-from tfanom.config import setting
+from tfanom.config import check_settings, setting
 from tfanom.data.decoding import decode_files, list_image_files
 from tfanom.errors import UsageError
 from tfanom.inference import gallery
-from tfanom.inference.calibration import check_normal_rate
 from tfanom.inference.export import load_export
 from tfanom.io import atomic_directory, standard_json, write_error
 from tfanom.progress import Throttle
@@ -47,19 +46,17 @@ class ScoreConfig:
   score: str | None = setting(None, "The score behind anomaly_score and is_anomaly; default the "
                               "export's (--score of tfanom.export).")
   normal_rate: float | None = setting(None, "Share of normal images accepted; default the export's. "
-                                      'Must be one of the rates the export was calibrated at.')
+                                      'Must be one of the rates the export was calibrated at.',
+                                      above=0, below=1)
   labels_from_folders: tuple[str, ...] = setting((), 'Names of folders whose images are '
                                                  'anomalies (every other image is normal): reports '
                                                  'AP and AUROC of every score.')
-  batch_size: int = setting(128, 'Images per batch.')
-  gallery_size: int = setting(16, 'Images in each half of the gallery (most and least anomalous).')
+  batch_size: int = setting(128, 'Images per batch.', minimum=1)
+  gallery_size: int = setting(16, 'Images in each half of the gallery (most and least anomalous).',
+                              minimum=1)
 
   def check(self):
-    if self.normal_rate is not None:
-      check_normal_rate(self.normal_rate)
-    for name in ('batch_size', 'gallery_size'):
-      if getattr(self, name) <= 0:
-        raise UsageError(f'--{name}={getattr(self, name)} must be positive')
+    check_settings(self)
 
 
 def load_detector(export_dir: str):
