@@ -18,7 +18,7 @@ DATA_SUFFIXES = ('.npz', '.txt', '.json')
 DISTRIBUTIONS = {'absl': 'absl-py', 'keras': 'keras', 'numpy': 'numpy', 'sklearn': 'scikit-learn',
                  'tensorflow': 'tensorflow', 'tensorflow_datasets': 'tensorflow-datasets',
                  'matplotlib': 'matplotlib', 'pytest': 'pytest', 'hypothesis': 'hypothesis',
-                 'psutil': 'psutil'}
+                 'psutil': 'psutil', 'PIL': 'pillow'}
 
 
 def _target(path: pathlib.Path) -> str:

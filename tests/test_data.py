@@ -1,16 +1,20 @@
 """Data sources, the hold-out split and the input pipelines."""
 
 import os
+import pathlib
 import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image, ImageOps
 
 from tfanom.data import holdout as holdout_lib
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.arrays import LabelledImages, Source
+from tfanom.data.decoding import (ORIENTATION_TAG, decode_image, decode_images, find_image_files,
+                                  input_root)
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
 
@@ -340,6 +344,74 @@ def test_truncated_image_names_the_file(image_folder, name):
   path.write_bytes(path.read_bytes()[:60])
   with pytest.raises(UsageError, match=f'{path} is not a readable image'):
     load_source('folder', str(image_folder), image_size=16)
+
+
+def upright_pixels(orientation):
+  """A 20 x 12 RGB image with no symmetry, and the same image stored as a camera tagging EXIF
+  `orientation` stores it: PIL's exif_transpose (the reference) turns the stored one upright."""
+  rng = np.random.default_rng(orientation)
+  upright = Image.fromarray(rng.integers(0, 256, (20, 12, 3), dtype=np.uint8))
+  stored = upright.transpose({2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                              6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+                              8: Image.Transpose.ROTATE_270}[orientation]) if orientation > 1 else upright
+  exif = Image.Exif()
+  exif[ORIENTATION_TAG] = orientation
+  return upright, stored, exif
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_decoding_turns_images_upright_by_their_exif_orientation(tmp_path, orientation):
+  upright, stored, exif = upright_pixels(orientation)
+  path = tmp_path / 'photo.png'
+  stored.save(path, exif=exif)  # lossless: the pixels must come back exactly
+  with Image.open(path) as reference:
+    expected = np.asarray(ImageOps.exif_transpose(reference))
+  np.testing.assert_array_equal(expected, np.asarray(upright))
+  decoded = decode_image(tf.constant(path.read_bytes()), 3).numpy()
+  np.testing.assert_array_equal(decoded, expected)
+
+
+def test_a_phone_jpeg_tagged_orientation_6_decodes_as_the_upright_photo(tmp_path):
+  upright, stored, exif = upright_pixels(6)
+  upright = upright.resize((60, 100))
+  stored = upright.transpose(Image.Transpose.ROTATE_90)
+  upright.save(tmp_path / 'upright.jpg', quality=95)
+  stored.save(tmp_path / 'rotated.jpg', quality=95, exif=exif)
+  images, kept = decode_images([str(tmp_path / 'upright.jpg'), str(tmp_path / 'rotated.jpg')],
+                               image_size=40)
+  assert kept.tolist() == [0, 1]
+  difference = np.abs(images[0].astype(int) - images[1].astype(int)).mean()
+  unturned = np.abs(images[0].astype(int) - np.rot90(images[1]).astype(int)).mean()
+  assert difference < 3 < 20 < unturned  # JPEG's loss against another picture
+
+
+def test_listing_follows_no_link_loop_and_lists_each_file_once(tmp_path):
+  photos = tmp_path / 'photos'
+  (photos / 'trip').mkdir(parents=True)
+  for name in ('a.png', 'trip/b.png', '.hidden.png', 'trip/.c.png'):
+    (photos / name).write_bytes(b'x')
+  os.symlink('..', photos / 'trip' / 'up')  # two loops: exponential for glob.glob
+  os.symlink('../..', photos / 'trip' / 'up2')
+  os.symlink('a.png', photos / 'same.png')  # the same file under a second name
+  expected = [str(photos / 'a.png'), str(photos / 'trip' / 'b.png')]
+  assert find_image_files(str(photos)) == (expected, 2)
+  assert find_image_files(str(photos / '**' / '*.png')) == (expected, 2)
+  assert find_image_files(str(photos / '**')) == (expected, 2)
+  assert find_image_files(str(photos / '*.png')) == (expected[:1], 1)
+  assert find_image_files(str(photos / '.*.png')) == ([str(photos / '.hidden.png')], 0)
+  (tmp_path / 'hidden').mkdir()
+  (tmp_path / 'hidden' / '.x.png').write_bytes(b'x')
+  with pytest.raises(UsageError, match='holds no files but hidden ones'):
+    find_image_files(str(tmp_path / 'hidden'))
+  assert input_root(str(photos / '**' / '*.png')) == str(photos)
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+  name = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b'caf\xe9.png'))
+  write_image(pathlib.Path(name), np.full((8, 8, 3), 7, np.uint8))
+  images, kept = decode_images([name], image_size=8)
+  assert kept.tolist() == [0] and (images == 7).all()
 
 
 @pytest.mark.parametrize('missing', ['train', 'test'])

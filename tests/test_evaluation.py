@@ -128,11 +128,18 @@ def test_a_subset_of_scores_reuses_the_feature_cache(evaluated, tmp_path):
   shutil.copytree(evaluated['workdir'], workdir)
   lines = []
   report = evaluate(EvalConfig(workdir=str(workdir), scores=('knn', 'max_logit')), lines.append)
-  assert list(report['scores']) == ['knn', 'max_logit']
   assert report['scores']['knn'] == evaluated['report']['scores']['knn']
   assert any(line.startswith('feature statistics: from') for line in lines)
+  # The scores left out keep their results: eval.json and scores.npz still hold every score.
+  saved = json.loads((workdir / EVAL_FILE).read_text())['scores']
+  assert report['scores'] == saved and list(saved) == list(evaluated['report']['scores'])
+  kept = [name for name in saved if name not in ('knn', 'max_logit')]
+  assert {name: saved[name] for name in kept} == {
+      name: evaluated['report']['scores'][name] for name in kept}
   with np.load(workdir / SCORES_FILE) as archive:
-    assert sorted(archive.files) == ['is_anomaly', 'knn', 'label', 'max_logit', 'prediction']
+    assert sorted(archive.files) == sorted(evaluated['arrays'])
+    for name in kept:
+      np.testing.assert_array_equal(archive[name], evaluated['arrays'][name])
 
 
 def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
@@ -143,10 +150,16 @@ def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
   final_norm.beta[0].assign(final_norm.beta[0] + 1.0)  # moves every feature
   RunCheckpoint(str(workdir / CHECKPOINT_DIR), run.model, run.aux_task).save(10_000)
   lines = []
-  report = evaluate(EvalConfig(workdir=str(workdir), scores=('mahalanobis',)), lines.append)
-  assert report['model']['checkpoint'].endswith('ckpt-10000')
+  before = (workdir / EVAL_FILE).read_bytes()
+  # Fewer scores of another checkpoint would lose eval.json's other scores: refused.
+  with pytest.raises(UsageError, match=r'--scores=mahalanobis would replace .*eval.json, which '
+                     'also holds msp,.* of another model or settings: evaluate every score'):
+    evaluate(EvalConfig(workdir=str(workdir), scores=('mahalanobis',)), lines.append)
+  assert (workdir / EVAL_FILE).read_bytes() == before
   assert not any(line.startswith('feature statistics: from') for line in lines)
   assert any(line.startswith('training features:') for line in lines)
+  report = evaluate(EvalConfig(workdir=str(workdir)), lines.append)
+  assert report['model']['checkpoint'].endswith('ckpt-10000')
   assert report['scores']['mahalanobis'] != evaluated['report']['scores']['mahalanobis']
 
 

@@ -4,6 +4,7 @@ calibrated thresholds, and bad input."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from tfanom.inference.scorer import ScoringModule
 from tfanom.inference.restore import load_run
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
+from tfanom.io import OUTPUT_MARKER
 from tfanom.inference.evaluation import EvalConfig, evaluate
 from tfanom.training.run import train_and_evaluate
 
@@ -287,6 +289,35 @@ def test_evaluating_the_export_matches_the_checkpoint(exported):
       assert value == pytest.approx(from_checkpoint['scores'][name][metric], abs=1e-6), name
 
 
+def test_an_export_is_never_evaluated_into_a_training_run(exported):
+  workdir = exported['workdir']
+  before = {path.name: path.read_bytes() for path in workdir.iterdir() if path.is_file()}
+  with pytest.raises(UsageError, match=f'--workdir={workdir} is a training run, whose eval.json '
+                     'and scores.npz belong to its own checkpoint: pass another --workdir'):
+    evaluate(EvalConfig(workdir=str(workdir), export_dir=str(exported['export_dir'])),
+             log=lambda line: None)
+  assert {path.name: path.read_bytes() for path in workdir.iterdir() if path.is_file()} == before
+
+
+@pytest.mark.parametrize('damage', ['junk saved_model.pb', 'truncated variables'])
+def test_a_damaged_export_is_one_line(exported, tmp_path, damage):
+  export_dir = tmp_path / 'models' / '1'
+  shutil.copytree(exported['export_dir'], export_dir)
+  if damage == 'junk saved_model.pb':
+    (export_dir / 'saved_model.pb').write_bytes(b'\x08\x01junk' * 10)
+  else:
+    data = export_dir / 'variables' / 'variables.data-00000-of-00001'
+    data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 3])
+  message = (f'--export_dir={export_dir} is damaged .*: export it again with python -m '
+             'tfanom.export --workdir=RUN --export_dir=... --overwrite')
+  with pytest.raises(UsageError, match=message):
+    export.load_export(str(export_dir))
+  with pytest.raises(UsageError, match=message):
+    evaluate(EvalConfig(workdir=str(tmp_path / 'out'), export_dir=str(export_dir)),
+             log=lambda line: None)
+  assert not (tmp_path / 'out').exists()
+
+
 def test_refuses_a_folder_that_is_not_a_version(exported):
   with pytest.raises(UsageError, match='numbered version folder'):
     export.export(exported['run'], str(exported['root'] / 'models' / 'digits'))
@@ -305,9 +336,14 @@ def test_refuses_a_non_empty_folder_unless_overwriting(exported, tmp_path, monke
   (export_dir / 'keep.txt').write_text('previous export')
   with pytest.raises(UsageError, match='exists and is not empty.*--overwrite'):
     export.export(exported['run'], str(export_dir))
+  # --overwrite replaces only what tfanom wrote.
+  with pytest.raises(UsageError, match=r"holds 1 file\(s\) tfanom did not write \('keep.txt'\)"):
+    export.export(exported['run'], str(export_dir), overwrite=True)
   assert (export_dir / 'keep.txt').read_text() == 'previous export'
+  (export_dir / 'keep.txt').unlink()
+  export.export(exported['run'], str(export_dir))
   export.export(exported['run'], str(export_dir), overwrite=True)
-  assert [p.name for p in export_dir.iterdir()] == ['saved_model.pb']
+  assert sorted(p.name for p in export_dir.iterdir()) == [OUTPUT_MARKER, 'saved_model.pb']
   assert [p.name for p in tmp_path.iterdir()] == ['7']
 
 
@@ -321,7 +357,9 @@ def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
     export.export(exported['run'], str(tmp_path / '1'))
   assert list(tmp_path.iterdir()) == []
   previous = tmp_path / '2'
-  previous.mkdir()
+  with monkeypatch.context() as patched:
+    patched.setattr(tf.saved_model, 'save', fake_save)
+    export.export(exported['run'], str(previous))
   (previous / 'saved_model.pb').write_text('previous export')
   with pytest.raises(UsageError, match='disk full'):
     export.export(exported['run'], str(previous), overwrite=True)

@@ -3,6 +3,8 @@
 import csv
 import functools
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from tfanom.errors import UsageError
 from tfanom.inference import export, gallery, score_files
 from tfanom.inference.restore import load_run
 from tfanom.inference.score_files import ScoreConfig
+from tfanom.io import OUTPUT_MARKER
 from tfanom.training.run import train_and_evaluate
 
 from tests.conftest import HOLDOUT, own_lines, tiny_config
@@ -79,8 +82,8 @@ def score(exported, folder, tmp_path, **overrides):
 def test_scores_every_readable_image_and_writes_the_gallery(exported, folder, tmp_path):
   summary = score(exported, folder, tmp_path, labels_from_folders=('held_out',), gallery_size=5)
   out = tmp_path / 'out'
-  assert sorted(p.name for p in out.iterdir()) == ['gallery.html', 'gallery.png', 'scores.csv',
-                                                   'summary.json']
+  assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, 'gallery.html', 'gallery.png',
+                                                   'scores.csv', 'summary.json']
   with open(out / 'scores.csv', newline='') as handle:
     rows = list(csv.DictReader(handle))
   assert len(rows) == folder['readable'] == summary['scored']
@@ -191,3 +194,62 @@ def test_the_command_line_exits_2_with_one_line(exported, tmp_path):
   assert own_lines(result.stderr) == [
       f'tfanom.score: error: --images={tmp_path / "empty"} holds no files: give a folder of '
       'images or a glob that matches some']
+
+
+def test_overwrite_never_deletes_the_images_or_files_tfanom_did_not_write(exported, folder,
+                                                                          tmp_path):
+  photos = tmp_path / 'photos'
+  shutil.copytree(folder['root'], photos)
+  before = sorted(str(p) for p in photos.rglob('*'))
+  with pytest.raises(UsageError, match=f'--output={photos} holds the input {photos}: choose '
+                     'another folder'):
+    score_files.score_files(ScoreConfig(export_dir=exported['export_dir'], images=str(photos),
+                                        output=str(photos), overwrite=True))
+  with pytest.raises(UsageError, match=r"--output=.*known holds \d+ file\(s\) tfanom did not "
+                     "write"):
+    score_files.score_files(ScoreConfig(export_dir=exported['export_dir'], images=str(photos),
+                                        output=str(photos / 'known'), overwrite=True))
+  assert sorted(str(p) for p in photos.rglob('*')) == before
+  score(exported, folder, tmp_path, score='msp')
+  (tmp_path / 'out' / 'notes.txt').write_text('mine')
+  with pytest.raises(UsageError, match=r"holds 1 file\(s\) tfanom did not write \('notes.txt'\)"):
+    score(exported, folder, tmp_path, overwrite=True)
+  assert (tmp_path / 'out' / 'notes.txt').read_text() == 'mine'
+
+
+def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, folder, tmp_path):
+  """A name that is not UTF-8, an image above --max_megapixels, a hidden file and two link loops:
+  each readable image is scored once and every other file is accounted for."""
+  photos = tmp_path / 'photos'
+  (photos / 'trip').mkdir(parents=True)
+  small = next(folder['root'].glob('known/k0.png'))
+  shutil.copy(small, photos / 'a.png')
+  shutil.copy(small, photos / 'trip' / 'b.png')
+  shutil.copy(small, photos / '.hidden.png')
+  bad_name = os.fsdecode(os.fsencode(str(photos)) + b'/caf\xe9.png')
+  shutil.copy(small, bad_name)
+  big = Image.new('RGB', (300, 200), 'white')
+  big.save(photos / 'big.jpg')
+  os.symlink('..', photos / 'trip' / 'up')
+  os.symlink('.', photos / 'trip' / 'here')
+  with Image.open(small) as image:
+    limit = (image.width * image.height + 300 * 200) / 2 / 1e6
+  lines = []
+  for images in (str(photos), str(photos / '**' / '*')):
+    summary = score_files.score_files(
+        ScoreConfig(export_dir=exported['export_dir'], images=images,
+                    output=str(tmp_path / 'out'), max_megapixels=limit, overwrite=True),
+        log=lines.append)
+    assert summary['scored'] == 2 and summary['hidden'] == 1 and summary['files'] == 4
+    assert summary['skipped'] == 2
+    assert summary['skipped_files'] == [repr(bad_name)]
+    assert summary['too_large'] == [dict(path=str(photos / 'big.jpg'), megapixels=0.06)]
+  with open(tmp_path / 'out' / 'scores.csv', newline='', encoding='utf-8') as handle:
+    assert [row['path'] for row in csv.DictReader(handle)] == [str(photos / 'a.png'),
+                                                               str(photos / 'trip' / 'b.png')]
+  report = lines[-1]
+  assert '2 images scored (2 files skipped, 1 hidden files ignored)' in report
+  assert f'skipped (not readable images): {bad_name!r}' in report
+  assert (f'skipped (more than --max_megapixels={limit:g}; raise it to score them): '
+          f'{photos / "big.jpg"} (0.1 MP)') in report
+  assert 'ignored 1 hidden files' in report

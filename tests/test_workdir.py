@@ -1,6 +1,7 @@
 """One naming scheme for the workdirs of runs, trials, sweeps and baselines."""
 
 import dataclasses
+import errno
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from tfanom.baselines import BaselineConfig
 from tfanom.config import TrainConfig
 from tfanom.training.run import trial_configs
 from tfanom.errors import UsageError
-from tfanom.workdir import (LOCK_FILE, baseline_workdir, default_workdir, lock_exclusively, locked,
-                            prepare, run_path, trials_root)
+from tfanom.workdir import (LOCK_FILE, RESULTS_FILE, baseline_workdir, default_workdir,
+                            lock_exclusively, locked, prepare, run_path, trials_root,
+                            unfinished_warning)
 
 
 def test_a_trial_lives_where_the_same_run_alone_and_in_a_sweep_lives():
@@ -76,3 +78,32 @@ def test_prepare_refuses_a_file_and_creates_folders(tmp_path):
     prepare(str(tmp_path / 'taken' / 'run'))
   prepare(str(tmp_path / 'new' / 'run'))
   assert (tmp_path / 'new' / 'run').is_dir()
+
+
+def test_a_full_disk_when_taking_the_lock_is_one_line(tmp_path, monkeypatch):
+  def full_disk(descriptor, data):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+
+  with monkeypatch.context() as patched:
+    patched.setattr(os, 'write', full_disk)
+    with pytest.raises(UsageError) as raised:
+      with locked(str(tmp_path)):
+        raise AssertionError('ran without its lock file written')
+  assert str(raised.value).startswith(f'cannot write {tmp_path / LOCK_FILE}: No space left on '
+                                      'device; ')
+  with locked(str(tmp_path)):  # the failed attempt let go of the lock
+    pass
+
+
+def test_an_unfinished_or_running_workdir_is_named(tmp_path):
+  checkpoint = str(tmp_path / 'checkpoints' / 'ckpt-3')
+  assert unfinished_warning(str(tmp_path), checkpoint) == (
+      f'warning: --workdir={tmp_path} has no results.json: its training has not finished; using '
+      'its latest checkpoint so far, ckpt-3')
+  (tmp_path / RESULTS_FILE).write_text('{}')
+  assert unfinished_warning(str(tmp_path), checkpoint) is None
+  with locked(str(tmp_path)):  # another open file description: as another process's lock
+    assert unfinished_warning(str(tmp_path), checkpoint) == (
+        f'warning: --workdir={tmp_path} is being trained by another process (pid {os.getpid()}); '
+        'using its latest checkpoint so far, ckpt-3')
+  assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, RESULTS_FILE]

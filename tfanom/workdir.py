@@ -14,6 +14,7 @@ import os
 
 from tfanom.config import RESUMABLE_DIFFERENCES, TrainConfig, upgrade_saved
 from tfanom.errors import UsageError
+from tfanom.io import write_error
 
 RUNS_ROOT = 'runs'
 CONFIG_FILE = 'config.json'  # the run's TrainConfig, written when training starts
@@ -91,14 +92,37 @@ def locked(workdir: str):
       holder = handle.read().strip() or 'unknown'
       raise UsageError(f'--workdir={workdir} is in use by another process (pid {holder}): wait '
                        'for it to finish, stop it, or use another --workdir') from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f'{os.getpid()}\n')
-    handle.flush()
+    try:
+      # Unbuffered, so that a failed write (a full disk) is reported once and closing cannot fail.
+      os.ftruncate(handle.fileno(), 0)
+      os.write(handle.fileno(), f'{os.getpid()}\n'.encode())
+    except OSError as error:
+      raise write_error(path, error) from None
     try:
       yield
     finally:
       fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def unfinished_warning(workdir: str, checkpoint: str) -> str | None:
+  """A warning line when `checkpoint`, the latest of `workdir`, may not be its run's last: a
+  process holds the lock (it is training), or there is no results.json (training has not
+  finished); else None."""
+  reason = None
+  try:
+    with open(os.path.join(workdir, LOCK_FILE), encoding='utf-8') as handle:
+      try:
+        # A shared lock conflicts only with the exclusive one a training process holds.
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+      except BlockingIOError:
+        reason = f'is being trained by another process (pid {handle.read().strip() or "unknown"})'
+  except OSError:
+    pass
+  if reason is None and not os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+    reason = f'has no {RESULTS_FILE}: its training has not finished'
+  return reason and (f'warning: --workdir={workdir} {reason}; using its latest checkpoint so '
+                     f'far, {os.path.basename(checkpoint)}')
 
 
 def check_resumable(workdir: str, config: TrainConfig) -> None:

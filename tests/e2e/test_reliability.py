@@ -198,3 +198,27 @@ def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path):
   source = load_folder(str(root), 8, skip_corrupt=True)
   assert len(source.train) == 5 and len(source.test) == 6
   assert source.train.labels.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_a_users_tf_log_level_never_shows_more_than_the_default(tmp_path):
+  """TF_CPP_MIN_LOG_LEVEL=1, 2 or 3, the usual ways to quieten TensorFlow, show no more stderr
+  lines than the default (before, 3 showed the start-up lines and 2 the cuInit error too); 0 shows
+  them. A process of its own each: what TensorFlow prints as it starts is what is tested."""
+  def stderr_lines(level):
+    env = _env()
+    env.pop('TF_CPP_MIN_LOG_LEVEL')
+    if level is not None:
+      env['TF_CPP_MIN_LOG_LEVEL'] = level
+    # A refused hold-out: reached after TensorFlow has initialised its devices (the cuInit line).
+    result = subprocess.run([sys.executable, '-m', 'tfanom.train', '--dataset=digits',
+                             '--holdout=99', f'--workdir={tmp_path / "run"}'], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stderr
+    return result.stderr.splitlines()
+
+  default = stderr_lines(None)
+  assert len(default) == 1 and default[0].startswith('tfanom.train: error: --holdout=99')
+  for level in ('1', '2', '3'):
+    assert stderr_lines(level) == default, level
+  assert len(stderr_lines('0')) > len(default)
+  assert not (tmp_path / 'run').exists()

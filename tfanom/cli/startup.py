@@ -4,9 +4,10 @@ Importing TensorFlow 2.21 on a CPU machine prints seven native log lines to stde
 `E0000 ... failed call to cuInit: ... CUDA error`, which users read as a failure. Four of them are
 written before TensorFlow's logger is configured, so TF_CPP_MIN_LOG_LEVEL cannot hide them: the
 import runs with stderr captured into a file, and what was not such a line is written back.
-TF_CPP_MIN_LOG_LEVEL=3 then keeps the later ones (the cuInit error) away.
+TF_CPP_MIN_LOG_LEVEL=3 then keeps the later ones (the cuInit error) away. A TF_CPP_MIN_LOG_LEVEL
+of 1, 2 or 3 set by the user is treated the same way: it never shows more than the default.
 
-Set TF_CPP_MIN_LOG_LEVEL yourself, or pass --verbosity=1 (or higher), to see all of them.
+Set TF_CPP_MIN_LOG_LEVEL=0, or pass --verbosity=1 (or higher), to see all of them.
 """
 
 import os
@@ -41,9 +42,12 @@ def _at_least_one(text: str) -> bool:
 def import_tensorflow_quietly(argv=None) -> None:
   """Imports TensorFlow with its native start-up lines removed from stderr (see above)."""
   argv = sys.argv if argv is None else argv
-  if 'tensorflow' in sys.modules or 'TF_CPP_MIN_LOG_LEVEL' in os.environ or wants_native_logs(argv):
+  if ('tensorflow' in sys.modules or os.environ.get('TF_CPP_MIN_LOG_LEVEL', '').strip() == '0'
+      or wants_native_logs(argv)):
     import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     return
+  # A user's 1, 2 or 3 asks for fewer lines, never more than the default: at 2 the cuInit error
+  # (level E) would be shown, and at any level the lines written before the logger reads it.
   os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
   sys.stderr.flush()
   saved = os.dup(2)

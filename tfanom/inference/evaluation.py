@@ -10,7 +10,10 @@ against correct known examples, `tfanom.anomaly.metrics.masking`; accuracy; skew
 """
 
 import dataclasses
+import json
 import os
+
+import numpy as np
 
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
@@ -25,7 +28,8 @@ from tfanom.inference.scorer import ScoringModule, available_scores
 from tfanom.inference.scoring import feature_statistics, score_images
 from tfanom.io import write_json_atomic, write_npz_atomic
 from tfanom.summaries import text_table
-from tfanom.workdir import EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE, config_from_json
+from tfanom.workdir import (CONFIG_FILE, EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE,
+                            config_from_json, unfinished_warning)
 
 METRIC_COLUMNS = (('ap', 'AP'), ('auroc', 'AUROC'), ('aupr_in', 'AUPR-In'), ('fpr95', 'FPR95'),
                   ('ap_correct_only', 'APc'), ('auroc_correct_only', 'AUROCc'),
@@ -39,7 +43,8 @@ UNRANKED = ('misclassification_auroc',)
 class EvalConfig:
   """What `python -m tfanom.evaluate` scores; its flags are these fields."""
   workdir: str | None = setting(None, 'The training run to evaluate; eval.json, scores.npz and the '
-                                'feature cache are written there (with --export_dir, only that).',
+                                'feature cache are written there. With --export_dir, a folder for '
+                                "the export's results, which may not be a training run's.",
                                 required=True)
   export_dir: str | None = setting(None, 'Evaluate this exported SavedModel (a version folder '
                                    'written by tfanom.export) instead of the checkpoint in '
@@ -62,6 +67,10 @@ def evaluate(config: EvalConfig, log=print) -> dict:
   """Scores the evaluation set of a run (or export); writes eval.json and scores.npz."""
   config.check()
   if config.export_dir:
+    if os.path.exists(os.path.join(config.workdir, CONFIG_FILE)):
+      raise UsageError(f'--workdir={config.workdir} is a training run, whose {EVAL_FILE} and '
+                       f'{SCORES_FILE} belong to its own checkpoint: pass another --workdir for '
+                       f'the results of --export_dir={config.export_dir}')
     module = load_export(config.export_dir)
     run_config = config_from_json(module.config_json.numpy().decode())
     if config.data_dir is not None:
@@ -73,6 +82,9 @@ def evaluate(config: EvalConfig, log=print) -> dict:
     model_path, model_source = config.export_dir, dict(export_dir=config.export_dir)
   else:
     run = load_run(config.workdir, config.data_dir)
+    warning = unfinished_warning(config.workdir, run.checkpoint)
+    if warning:
+      log(warning)
     run_config, split = run.config, run.split
     module = ScoringModule(run, run_config.odin_temperature,
                            odin_unit_step(run_config.odin_epsilon, run_config.odin_step))
@@ -101,6 +113,7 @@ def evaluate(config: EvalConfig, log=print) -> dict:
                                     os.path.join(config.workdir, FEATURE_CACHE_FILE), log)
     settings['knn_k'] = min(config.knn_k, len(statistics.bank))
   evaluated_on = 'validation' if run_config.validation else 'test'
+  kept = kept_results(config.workdir, model_source, settings, evaluated_on, names)
   unit_step = odin_unit_step(settings['odin_epsilon'], settings['odin_step'])
   arrays = score_images(module, split.evaluation.images, names, statistics,
                         dict(settings, odin_epsilon=unit_step), f'scoring {evaluated_on} examples',
@@ -117,10 +130,59 @@ def evaluate(config: EvalConfig, log=print) -> dict:
       # Without a held-out class (--holdout=none) there is nothing to rank: accuracy only.
       scores=metrics.score_metrics(arrays['label'], arrays['prediction'],
                                    {name: arrays[name] for name in names}))
+  if kept:
+    merged = {**kept[0], **report['scores']}
+    report['scores'] = {name: merged[name] for name in SCORES if name in merged}
+    arrays = {**kept[1], **arrays}
+    report['settings'] = {**kept[2], **settings}
   write_json_atomic(os.path.join(config.workdir, EVAL_FILE), report)
   write_npz_atomic(os.path.join(config.workdir, SCORES_FILE), arrays)
   log(eval_table(report))
   return report
+
+
+def _same_model(saved: dict, current: dict) -> bool:
+  """Whether two eval.json `model` entries name the same model: a checkpoint by its name inside
+  the workdir (however the workdir was spelled), an export by its real path."""
+  if 'checkpoint' in saved and 'checkpoint' in current:
+    return os.path.basename(saved['checkpoint']) == os.path.basename(current['checkpoint'])
+  if 'export_dir' in saved and 'export_dir' in current:
+    return os.path.realpath(saved['export_dir']) == os.path.realpath(current['export_dir'])
+  return False
+
+
+def kept_results(workdir: str, model: dict, settings: dict, evaluated_on: str, names) -> tuple:
+  """(eval.json's scores, scores.npz's arrays, eval.json's settings) of the scores an evaluation
+  of `names` leaves out, to be written again beside the new ones; () when there are none.
+
+  An evaluation of fewer scores than eval.json holds adds to it when it is of the same model under
+  the same settings (the batch size aside); otherwise it would lose the fuller results, so it is
+  refused.
+  """
+  try:
+    with open(os.path.join(workdir, EVAL_FILE), encoding='utf-8') as handle:
+      saved = json.load(handle)
+    others = {name: values for name, values in saved['scores'].items() if name not in names}
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return ()  # no earlier results, or unreadable ones: nothing to keep
+  if not others:
+    return ()
+  saved_settings = saved.get('settings', {})
+  same = (_same_model(saved.get('model', {}), model) and saved.get('evaluated_on') == evaluated_on
+          and all(saved_settings[key] == value for key, value in settings.items()
+                  if key in saved_settings and key != 'batch_size'))
+  arrays = {}
+  if same:
+    try:
+      with np.load(os.path.join(workdir, SCORES_FILE)) as saved_arrays:
+        arrays = {name: saved_arrays[name] for name in others}
+    except (OSError, ValueError, KeyError):
+      same = False
+  if not same:
+    raise UsageError(f'--scores={",".join(names)} would replace {os.path.join(workdir, EVAL_FILE)}'
+                     f', which also holds {",".join(others)} of another model or settings: '
+                     'evaluate every score (leave out --scores), or pass another --workdir')
+  return others, arrays, saved_settings
 
 
 def eval_table(report: dict) -> str:

@@ -16,15 +16,15 @@ from tfanom.config import check_settings, setting
 from tfanom.data.arrays import stratified_mask
 from tfanom.data.decoding import decode_files, list_image_files
 from tfanom.data.holdout import VALIDATION_FRACTION, holdout_text
-from tfanom.errors import UsageError
+from tfanom.errors import UsageError, first_line
 from tfanom.inference.calibration import DEFAULT_NORMAL_RATE, Detector, calibrate, rates_with
 from tfanom.inference.features import FeatureStatistics, file_fingerprint
 from tfanom.inference.restore import (Run, data_dir_override, load_run, odin_epsilon_override,
                                       odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule, available_scores
 from tfanom.inference.scoring import feature_statistics, score_images
-from tfanom.io import atomic_directory, write_error
-from tfanom.workdir import FEATURE_CACHE_FILE
+from tfanom.io import atomic_directory, check_replaceable, write_error
+from tfanom.workdir import FEATURE_CACHE_FILE, unfinished_warning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,8 @@ class ExportConfig:
                                 required=True)
   export_dir: str | None = setting(None, 'Where to write the SavedModel: a numbered version '
                                    'folder such as models/digits/1.', required=True)
-  overwrite: bool = setting(False, 'Replace a non-empty --export_dir.')
+  overwrite: bool = setting(False, 'Replace a non-empty --export_dir that holds only an earlier '
+                           'tfanom export.')
   score: str = setting(DEFAULT_SCORE, 'The score behind anomaly_score and is_anomaly; default '
                        f'{DEFAULT_SCORE}, the best on average in docs/scores.md. Name the winner of '
                        'your own validation run here.', choices=SCORES)
@@ -63,6 +64,9 @@ def export_run(config: ExportConfig, log=print) -> tuple[Run, str, Detector]:
   config.check()
   check_export_dir(config.export_dir, config.overwrite)
   run = load_run(config.workdir, config.data_dir)
+  warning = unfinished_warning(config.workdir, run.checkpoint)
+  if warning:
+    log(warning)
   temperature = (run.config.odin_temperature if config.odin_temperature is None
                  else config.odin_temperature)
   epsilon = odin_unit_step(run.config.odin_epsilon if config.odin_epsilon is None
@@ -164,12 +168,7 @@ def check_export_dir(export_dir: str, overwrite: bool) -> None:
   if not os.path.basename(os.path.normpath(export_dir)).isdigit():
     raise UsageError(f'--export_dir={export_dir} must end in a numbered version folder, as TF '
                      f'Serving expects: e.g. --export_dir={os.path.join(export_dir, "1")}')
-  if os.path.exists(export_dir):
-    if not os.path.isdir(export_dir):
-      raise UsageError(f'--export_dir={export_dir} is a file: choose another path')
-    if os.listdir(export_dir) and not overwrite:
-      raise UsageError(f'--export_dir={export_dir} exists and is not empty: choose another '
-                       'version folder, or pass --overwrite to replace it')
+  check_replaceable(export_dir, '--export_dir', overwrite)
 
 
 def export(run: Run, export_dir: str, overwrite: bool = False,
@@ -195,7 +194,7 @@ def _export(run, export_dir, odin_temperature, odin_epsilon, detector) -> str:
       run.config.odin_temperature if odin_temperature is None else odin_temperature,
       odin_unit_step(run.config.odin_epsilon, run.config.odin_step) if odin_epsilon is None
       else odin_epsilon, detector)
-  with atomic_directory(export_dir) as staging:
+  with atomic_directory(export_dir, '--export_dir') as staging:
     signatures = {'serving_default': module.serve.get_concrete_function(),
                   'odin': module.odin.get_concrete_function()}
     tf.saved_model.save(module, staging, signatures=signatures)
@@ -207,7 +206,14 @@ def load_export(export_dir: str):
   if not tf.saved_model.contains_saved_model(export_dir):
     raise UsageError(f'--export_dir={export_dir} holds no SavedModel: pass a version folder '
                      'written by python -m tfanom.export')
-  loaded = tf.saved_model.load(export_dir)
+  try:
+    loaded = tf.saved_model.load(export_dir)
+  except (OSError, IndexError, ValueError, tf.errors.OpError) as error:
+    # A junk saved_model.pb ("Cannot parse file", an OSError) or truncated variables ("Read less
+    # bytes than requested", an IndexError).
+    raise UsageError(f'--export_dir={export_dir} is damaged ({first_line(error)}): export it again '
+                     'with python -m tfanom.export --workdir=RUN --export_dir=... --overwrite'
+                     ) from None
   if not hasattr(loaded, 'features_and_logits'):
     raise UsageError(f'--export_dir={export_dir} is not a tfanom export: pass a version folder '
                      'written by python -m tfanom.export')

@@ -20,11 +20,12 @@ import tensorflow as tf
 
 from tfanom.anomaly import metrics
 from tfanom.config import check_settings, setting
-from tfanom.data.decoding import decode_files, list_image_files
+from tfanom.data.decoding import (decode_files, find_image_files, input_root, pixel_count,
+                                  utf8_name)
 from tfanom.errors import UsageError
 from tfanom.inference import gallery
 from tfanom.inference.export import load_export
-from tfanom.io import atomic_directory, standard_json, write_error
+from tfanom.io import atomic_directory, check_replaceable, standard_json, write_error
 from tfanom.progress import Throttle
 
 CSV_FILE = 'scores.csv'
@@ -42,7 +43,8 @@ class ScoreConfig:
                                '"photos/*.jpg".', required=True)
   output: str | None = setting(None, 'The folder to write scores.csv, gallery.html, gallery.png '
                                'and summary.json to.', required=True)
-  overwrite: bool = setting(False, 'Replace a non-empty --output.')
+  overwrite: bool = setting(False, 'Replace a non-empty --output that holds only the outputs of '
+                           'an earlier tfanom.score.')
   score: str | None = setting(None, "The score behind anomaly_score and is_anomaly; default the "
                               "export's (--score of tfanom.export).")
   normal_rate: float | None = setting(None, "Share of normal images accepted; default the export's. "
@@ -54,6 +56,9 @@ class ScoreConfig:
   batch_size: int = setting(128, 'Images per batch.', minimum=1)
   gallery_size: int = setting(16, 'Images in each half of the gallery (most and least anomalous).',
                               minimum=1)
+  max_megapixels: float = setting(64.0, 'Images of more pixels than this many millions are '
+                                  'skipped and named, unread: decoding takes about 25 bytes a '
+                                  'pixel (a 12000 x 12000 PNG took 3.6 GB).', above=0)
 
   def check(self):
     check_settings(self)
@@ -87,22 +92,13 @@ def decision(loaded, score: str | None, normal_rate: float | None) -> tuple[str,
   return score, rate, float(threshold)
 
 
-def check_output(output: str, overwrite: bool) -> None:
-  if os.path.exists(output):
-    if not os.path.isdir(output):
-      raise UsageError(f'--output={output} is a file: choose another path')
-    if os.listdir(output) and not overwrite:
-      raise UsageError(f'--output={output} exists and is not empty: choose another folder, or '
-                       'pass --overwrite to replace it')
-
-
 def score_files(config: ScoreConfig, log=print) -> dict:
   """Scores every readable file of `config.images`; returns the summary written to OUTPUT."""
   config.check()
-  check_output(config.output, config.overwrite)
+  check_replaceable(config.output, '--output', config.overwrite, [input_root(config.images)])
   loaded = load_detector(config.export_dir)
   score, rate, threshold = decision(loaded, config.score, config.normal_rate)
-  files = list_image_files(config.images)
+  files, hidden = find_image_files(config.images)
   anomalous = set(config.labels_from_folders)
   if anomalous:
     folders = {os.path.basename(os.path.dirname(path)) for path in files}
@@ -111,30 +107,44 @@ def score_files(config: ScoreConfig, log=print) -> dict:
       raise UsageError(f'--labels_from_folders: no folder named {", ".join(missing)} holds files '
                        f'of --images={config.images}; folders there: '
                        f'{", ".join(sorted(folders)[:10])}')
+  # Names that are not UTF-8 cannot go into scores.csv: skipped and named by their repr.
+  unnamed = [path for path in files if not utf8_name(path)]
+  files = [path for path in files if utf8_name(path)]
+  limit = config.max_megapixels * 1e6
+  too_large = {path: pixels for path in files
+               if (pixels := pixel_count(path)) is not None and pixels > limit}
+  todo = [path for path in files if path not in too_large]
   height, _, channels = (int(d) for d in loaded.image_shape.numpy())
   extremes = gallery.Extremes(config.gallery_size)
-  rows, columns, kept = [], {}, []
+  rows, columns, kept = [], {}, set()
   throttle = Throttle()
-  for images, positions in decode_files(files, height, channels):
+  for images, positions in decode_files(todo, height, channels):
     for begin in range(0, len(images), config.batch_size):
       part = images[begin:begin + config.batch_size]
       batch_rows, batch_columns = _score_batch(loaded, part, positions[begin:begin + len(part)],
-                                               files, score, threshold)
+                                               todo, score, threshold)
       rows += batch_rows
       for name, values in batch_columns.items():
         columns.setdefault(name, []).append(values)
       extremes.update(part, batch_columns[score], batch_rows)
-    kept += positions.tolist()
+    kept.update(positions.tolist())
     if throttle.due():
-      log(f'scoring: {len(kept)}/{len(files)} files ({len(kept) / throttle.elapsed():.0f} img/s)')
-  skipped = [files[i] for i in sorted(set(range(len(files))) - set(kept))]
+      log(f'scoring: {len(kept)}/{len(todo)} files ({len(kept) / throttle.elapsed():.0f} img/s)')
+  unreadable = [repr(path) for path in unnamed] + [
+      path for position, path in enumerate(todo) if position not in kept]
   if not rows:
-    raise UsageError(f'--images={config.images}: none of its {len(files)} files is a readable '
-                     'image (JPEG, PNG, GIF or BMP)')
+    raise UsageError(f'--images={config.images}: none of its {len(files) + len(unnamed)} files '
+                     'is a readable image (JPEG, PNG, GIF or BMP)' + (
+                         f' of at most --max_megapixels={config.max_megapixels:g}'
+                         if too_large else ''))
   columns = {name: np.concatenate(values) for name, values in columns.items()}
   flagged = np.array([row['is_anomaly'] for row in rows], bool)
-  summary = dict(export_dir=config.export_dir, images=config.images, files=len(files),
-                 scored=len(rows), skipped=len(skipped), skipped_files=skipped, score=score,
+  summary = dict(export_dir=config.export_dir, images=config.images,
+                 files=len(files) + len(unnamed), scored=len(rows),
+                 skipped=len(unreadable) + len(too_large), skipped_files=unreadable,
+                 too_large=[dict(path=path, megapixels=pixels / 1e6)
+                            for path, pixels in too_large.items()],
+                 max_megapixels=config.max_megapixels, hidden=hidden, score=score,
                  normal_rate=rate, threshold=threshold, flagged=int(flagged.sum()))
   if anomalous:
     truth = np.array([os.path.basename(os.path.dirname(row['path'])) in anomalous for row in rows])
@@ -181,7 +191,7 @@ def _label_metrics(truth, flagged, columns, folders) -> dict:
 def _write_outputs(config, rows, extremes, score, summary) -> None:
   """Writes every output file into a staging folder, then renames it into place."""
   try:
-    with atomic_directory(config.output) as staging:
+    with atomic_directory(config.output, '--output') as staging:
       with open(os.path.join(staging, CSV_FILE), 'w', newline='', encoding='utf-8') as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -196,17 +206,27 @@ def _write_outputs(config, rows, extremes, score, summary) -> None:
 
 
 def _headline(summary: dict) -> str:
-  return (f'{summary["scored"]} images scored ({summary["skipped"]} unreadable files skipped); '
+  return (f'{summary["scored"]} images scored ({summary["skipped"]} files skipped, '
+          f'{summary["hidden"]} hidden files ignored); '
           f'{summary["flagged"]} called anomalies: {summary["score"]} > {summary["threshold"]:.6g}, '
           f'the threshold accepting {summary["normal_rate"]:g} of normal images.')
 
 
+def _listed(names: list[str]) -> str:
+  return ', '.join(names[:5]) + (f' and {len(names) - 5} more' if len(names) > 5 else '')
+
+
 def _summary_lines(config: ScoreConfig, summary: dict) -> str:
   lines = [_headline(summary)]
-  if summary['skipped']:
-    shown = ', '.join(summary['skipped_files'][:5])
-    more = f' and {summary["skipped"] - 5} more' if summary['skipped'] > 5 else ''
-    lines.append(f'skipped (not readable images): {shown}{more}')
+  if summary['skipped_files']:
+    lines.append(f'skipped (not readable images): {_listed(summary["skipped_files"])}')
+  if summary['too_large']:
+    lines.append(f'skipped (more than --max_megapixels={summary["max_megapixels"]:g}; raise it to '
+                 'score them): ' + _listed([f'{item["path"]} ({item["megapixels"]:.1f} MP)'
+                                           for item in summary['too_large']]))
+  if summary['hidden']:
+    lines.append(f'ignored {summary["hidden"]} hidden files (names starting with "."); name them '
+                 'in a glob such as "photos/.*.png" to score them')
   labels = summary.get('labels')
   if labels:
     lines.append(f'--labels_from_folders={",".join(labels["anomalous_folders"])}: '
