@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import own_lines
+from tests.helpers import own_lines
 
 from experiments import paper_numbers, sweep_root, sweeps, tables
 from tfanom.config import setting_kinds
