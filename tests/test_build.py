@@ -43,15 +43,22 @@ def _deps(path: pathlib.Path) -> list[str]:
     if isinstance(node, ast.Import):
       names = [alias.name for alias in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      # `from package import module` depends on the module, `from module import name` on it.
+      # `from package import module` depends on the module, `from module import name` on it,
+      # and `from package import module, name` on both.
       submodules = [f'{node.module}.{alias.name}' for alias in node.names]
-      names = [m for m in submodules if _module_file(m)] or [node.module]
+      names = [m for m in submodules if _module_file(m)]
+      names += [node.module] if len(names) < len(submodules) else []
     else:
       continue
     for name in names:
       top = name.split('.')[0]
-      if top in IMPORTED_DIRS and _module_file(name) not in (None, path):
-        local.add(_target(_module_file(name)))
+      parts = name.split('.')
+      if top in IMPORTED_DIRS:
+        # Importing a module runs every enclosing package's __init__.py first; the packages that
+        # enclose this file have run already (a dependency on them would be a cycle).
+        files = {_module_file('.'.join(parts[:n])) for n in range(1, len(parts) + 1)}
+        local.update(_target(f) for f in files - {None, path}
+                     if not (f.name == '__init__.py' and f.parent in path.parents))
       elif top in DISTRIBUTIONS:
         external.add(f'requirement("{DISTRIBUTIONS[top]}")')
   return sorted(f'"{d}"' for d in local) + sorted(external)
