@@ -1,4 +1,5 @@
-"""Shared set-up: two logical CPU devices (so MirroredStrategy runs 2 replicas) and tiny configs."""
+"""Shared set-up: two logical CPU devices (so MirroredStrategy runs 2 replicas), the digits data
+and the trained and exported digits models, built once per session."""
 
 import os
 
@@ -96,8 +97,9 @@ def exported_run(tmp_path_factory, name, **settings):
               stdout=(folder / 'export.txt').read_text())
 
 
-# The two trained models of the suite, shared by every test file of a session (training one takes
-# about 20 s of CPU). Tests must not change them: a test that writes into a workdir copies it.
+# Trained models shared by every test file of a session (training the first one in a fresh
+# process took 25 s of CPU with TensorFlow's import; its export, a subprocess, more). Tests must
+# not change them: a test that writes into a workdir copies it.
 @pytest.fixture(scope='session')
 def digits_export(tmp_path_factory):
   """A rotation run with a validation split (which calibrates the export), and its export."""
