@@ -14,7 +14,8 @@ import pytest
 
 from tfanom.cli.startup import NATIVE_LOG_LINE, wants_native_logs
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 PROGRAM = ('from tfanom.cli.startup import import_tensorflow_quietly; '
            'import_tensorflow_quietly(); import tensorflow as tf; '
            'import sys; print("own line", file=sys.stderr); print(int(tf.constant(1) + 1))')
