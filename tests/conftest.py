@@ -1,4 +1,5 @@
-"""Shared set-up: two logical CPU devices (so MirroredStrategy runs 2 replicas) and tiny configs."""
+"""Shared set-up: two logical CPU devices (so MirroredStrategy runs 2 replicas), the digits data
+and the trained and exported digits models, built once per session."""
 
 import os
 
@@ -9,9 +10,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 if os.environ.get('PYTEST_XDIST_WORKER'):
   os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
 
-import dataclasses  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -22,11 +23,12 @@ tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices('CPU')[0],
     [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
-from tfanom.config import TrainConfig  # noqa: E402
 from tfanom.data.holdout import make_holdout  # noqa: E402
 from tfanom.data.sources import load_digits  # noqa: E402
+from tfanom.training.run import train_and_evaluate  # noqa: E402
+from tfanom.workdir import RESULTS_FILE  # noqa: E402
 
-HOLDOUT = 3  # digits class used as the anomaly throughout the tests
+from tests.helpers import HOLDOUT, python_command, run_train_command, tiny_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -48,35 +50,9 @@ def digits_split(digits):
   return make_holdout(digits, HOLDOUT)
 
 
-def tiny_config(**overrides) -> TrainConfig:
-  """A WRN-10-1 run on digits that trains an epoch in a few seconds on 2 CPU cores."""
-  base = TrainConfig(dataset='digits', holdout=str(HOLDOUT), depth=10, width=1, epochs=2,
-                     batch_size=64, steps_per_loop=4, eval_batch_size=256, eval_every=0,
-                     final_window=0, strategy='default')
-  return dataclasses.replace(base, **overrides).resolved()
-
-
 @pytest.fixture(scope='session')
 def make_config():
   return tiny_config
-
-
-def run_train_command(args):
-  """Runs `python -m tfanom.train ARGS` as its main() in this process: the command's code path
-  (flag parsing, one-line errors, exit status as SystemExit) without starting Python and importing
-  TensorFlow again, about 5 s of CPU per run. Only tfanom.train's flags are defined in the test
-  processes; other commands run as subprocesses, as their flags share names with these."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from tfanom.cli import train as train_cli  # pylint: disable=g-import-not-at-top
-  from tfanom.cli.flags import parse_flags  # pylint: disable=g-import-not-at-top
-  handlers = {number: signal.getsignal(number) for number in train_cli.STOP_SIGNALS}
-  try:
-    flags.FLAGS.unparse_flags()
-    train_cli.main(parse_flags('tfanom.train', ['tfanom.train', *args]))
-  finally:
-    flags.FLAGS.unparse_flags()
-    for number, handler in handlers.items():  # main() installs its stop-request handlers
-      signal.signal(number, handler)
 
 
 @pytest.fixture(scope='session')
@@ -84,12 +60,53 @@ def train_command():
   return run_train_command
 
 
-# TensorFlow's native logger writes these to stderr whatever TF_CPP_MIN_LOG_LEVEL says, and absl
-# logs INFO lines in the same format; the programs' own messages never look like this.
-NATIVE_LOG_LINE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\) is called'
-                             r'|[IWEF]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] )')
+def built_once(tmp_path_factory, name, build):
+  """The folder `name` made by `build(folder)` once per test session: under pytest-xdist the first
+  worker to take the lock builds it in the workers' common temporary folder, the others wait for
+  it and reuse it."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # each worker's base folder is one level below the session's
+  folder, done = root / name, root / f'{name}.done'
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(folder, ignore_errors=True)
+      folder.mkdir()
+      build(folder)
+      done.touch()
+  return folder
 
 
-def own_lines(stderr: str) -> list[str]:
-  """A subprocess's stderr without TensorFlow's native log lines."""
-  return [line for line in stderr.splitlines() if line and not NATIVE_LOG_LINE.match(line)]
+def train_and_export(folder, **settings):
+  """Trains a tiny digits run in FOLDER/run and exports it with `tfanom.export` to
+  FOLDER/models/digits/1, keeping the command's output in FOLDER/export.txt."""
+  workdir = folder / 'run'
+  train_and_evaluate(tiny_config(workdir=str(workdir), **settings), log=lambda line: None)
+  export_dir = folder / 'models' / 'digits' / '1'
+  result = python_command('-m', 'tfanom.export', f'--workdir={workdir}',
+                          f'--export_dir={export_dir}')
+  assert result.returncode == 0, result.stderr
+  (folder / 'export.txt').write_text(result.stdout)
+
+
+def exported_run(tmp_path_factory, name, **settings):
+  folder = built_once(tmp_path_factory, name, lambda f: train_and_export(f, **settings))
+  return dict(workdir=folder / 'run', export_dir=folder / 'models' / 'digits' / '1',
+              results=json.loads((folder / 'run' / RESULTS_FILE).read_text()),
+              stdout=(folder / 'export.txt').read_text())
+
+
+# Trained models shared by every test file of a session (training the first one in a fresh
+# process took 25 s of CPU with TensorFlow's import; its export, a subprocess, more). Tests must
+# not change them: a test that writes into a workdir copies it.
+@pytest.fixture(scope='session')
+def digits_export(tmp_path_factory):
+  """A rotation run with a validation split (which calibrates the export), and its export."""
+  return exported_run(tmp_path_factory, 'digits_export', validation=True)
+
+
+@pytest.fixture(scope='session')
+def digits_export_without_aux(tmp_path_factory):
+  """An --aux=none run (no rotation head) without a validation split, and its export."""
+  return exported_run(tmp_path_factory, 'digits_export_without_aux', aux='none')

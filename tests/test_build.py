@@ -1,10 +1,10 @@
-"""BUILD declares a py_binary per entry point, a py_library per other module and a py_test per test
-file, with deps from the imports; and the imports form layers without cycles.
+"""BUILD declares a py_binary per entry point, a py_library per other module and per test helper
+module, and a py_test per test file that runs the file through pytest (tests/pytest_main.py), with
+deps from the imports; and the imports form layers without cycles.
 
 BUILD is generated from the tree, so this test fails whenever a module, test or import changes
-without BUILD following. Regenerate it with `python tests/test_build.py > BUILD`. Bazel itself
-cannot fetch rules_python and the pip repository offline, so BUILD is kept honest by this test
-rather than by building it.
+without BUILD following. Regenerate it with `python tests/test_build.py > BUILD`. Which Bazel
+builds it, and how: docs/layout.md.
 """
 
 import ast
@@ -14,6 +14,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LIBRARY_DIRS = ('tfanom', 'experiments', 'benchmarks')
 DATA_SUFFIXES = ('.npz', '.txt', '.json')
+# Test modules that are not test files: libraries of the py_tests. pytest loads conftest.py itself.
+TEST_LIBRARIES = ('tests/conftest.py', 'tests/helpers.py')
+PYTEST_MAIN = 'tests/pytest_main.py'
+IMPORTED_DIRS = LIBRARY_DIRS + ('tests',)
 # Import name -> the name its distribution has in requirements.txt.
 DISTRIBUTIONS = {'absl': 'absl-py', 'keras': 'keras', 'numpy': 'numpy', 'sklearn': 'scikit-learn',
                  'tensorflow': 'tensorflow', 'tensorflow_datasets': 'tensorflow-datasets',
@@ -39,24 +43,32 @@ def _deps(path: pathlib.Path) -> list[str]:
     if isinstance(node, ast.Import):
       names = [alias.name for alias in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      # `from package import module` depends on the module, `from module import name` on it.
+      # `from package import module` depends on the module, `from module import name` on it,
+      # and `from package import module, name` on both.
       submodules = [f'{node.module}.{alias.name}' for alias in node.names]
-      names = [m for m in submodules if _module_file(m)] or [node.module]
+      names = [m for m in submodules if _module_file(m)]
+      names += [node.module] if len(names) < len(submodules) else []
     else:
       continue
     for name in names:
       top = name.split('.')[0]
-      if top in LIBRARY_DIRS and _module_file(name) not in (None, path):
-        local.add(_target(_module_file(name)))
+      parts = name.split('.')
+      if top in IMPORTED_DIRS:
+        # Importing a module runs every enclosing package's __init__.py first; the packages that
+        # enclose this file have run already (a dependency on them would be a cycle).
+        files = {_module_file('.'.join(parts[:n])) for n in range(1, len(parts) + 1)}
+        local.update(_target(f) for f in files - {None, path}
+                     if not (f.name == '__init__.py' and f.parent in path.parents))
       elif top in DISTRIBUTIONS:
         external.add(f'requirement("{DISTRIBUTIONS[top]}")')
   return sorted(f'"{d}"' for d in local) + sorted(external)
 
 
-def _rule(kind: str, path: pathlib.Path, extra: str = '') -> str:
-  deps = ''.join(f'        {d},\n' for d in _deps(path))
+def _rule(kind: str, path: pathlib.Path, extra: str = '', srcs=(), deps=()) -> str:
+  deps = ''.join(f'        {d},\n' for d in sorted(set(_deps(path)) | set(deps)))
   relative = path.relative_to(ROOT)
-  return (f'{kind}(\n    name = "{relative.with_suffix("")}",\n    srcs = ["{relative}"],\n'
+  srcs = ', '.join(f'"{src}"' for src in (relative, *srcs))
+  return (f'{kind}(\n    name = "{relative.with_suffix("")}",\n    srcs = [{srcs}],\n'
           f'{extra}    deps = [\n{deps}    ],\n)\n')
 
 
@@ -82,8 +94,15 @@ def generate() -> str:
         rules.append(_rule('py_binary', path, extra + f'    main = "{path.relative_to(ROOT)}",\n'))
       else:
         rules.append(_rule('py_library', path, extra))
+  for name in TEST_LIBRARIES:
+    rules.append(_rule('py_library', ROOT / name))
+  # A test file run as a script would define its tests and exit 0: pytest runs it instead, from
+  # the runfiles root, where pytest.ini makes it find conftest.py and the tests' imports.
+  conftest = f'"{_target(ROOT / TEST_LIBRARIES[0])}"'
   for path in _test_files():
-    rules.append(_rule('py_test', path, '    main = "%s",\n' % path.relative_to(ROOT)))
+    extra = (f'    main = "{PYTEST_MAIN}",\n    args = ["{path.relative_to(ROOT)}"],\n'
+             '    data = ["pytest.ini"],\n')
+    rules.append(_rule('py_test', path, extra, srcs=[PYTEST_MAIN], deps=[conftest]))
   return '\n'.join(rules)
 
 
@@ -99,6 +118,7 @@ def test_every_module_and_test_is_declared():
       assert f'srcs = ["{path.relative_to(ROOT)}"]' in text
   for path in _test_files():
     assert f'py_test(\n    name = "{path.relative_to(ROOT).with_suffix("")}"' in text
+  assert text.count(f'main = "{PYTEST_MAIN}"') == len(_test_files())
 
 
 def _import_graph() -> dict[str, set[str]]:

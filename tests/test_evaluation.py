@@ -2,10 +2,7 @@
 
 import json
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,30 +11,28 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tfanom.anomaly import metrics
 from tfanom.inference.restore import load_run
-from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
 from tfanom.inference.evaluation import (EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, eval_table,
                                         evaluate)
 from tfanom.training.checkpoints import RunCheckpoint
-from tfanom.training.run import train_and_evaluate
-from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE
+from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, FEATURE_CACHE_FILE
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.helpers import python_command
+
 METRICS = ('ap', 'auroc', 'aupr_in', 'fpr95', *metrics.MASKING_METRICS)
 
 
 def run_evaluate(*flags):
-  return subprocess.run([sys.executable, '-m', 'tfanom.evaluate', *flags], cwd=ROOT,
-                        capture_output=True, text=True, check=False,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  return python_command('-m', 'tfanom.evaluate', *flags)
 
 
 @pytest.fixture(scope='module')
-def evaluated(tmp_path_factory):
+def evaluated(digits_export, tmp_path_factory):
+  # A copy without the export's feature statistics, which the command fits again.
   workdir = tmp_path_factory.mktemp('evaluate') / 'run'
-  results = train_and_evaluate(
-      TrainConfig(dataset='digits', epochs=1, depth=10, width=1, final_window=1,
-                  workdir=str(workdir)), log=lambda line: None)
+  shutil.copytree(digits_export['workdir'], workdir,
+                  ignore=shutil.ignore_patterns(FEATURE_CACHE_FILE))
+  results = digits_export['results']
   result = run_evaluate(f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   report = json.loads((workdir / EVAL_FILE).read_text())
@@ -55,7 +50,7 @@ def test_eval_json_has_every_metric_of_every_score(evaluated):
     # The misclassification AUROC is None only if the classifier made no error.
     assert all(0.0 <= value <= 100.0 for value in values.values())
   assert report['num_misclassified'] > 0
-  assert report['evaluated_on'] == 'test'
+  assert report['evaluated_on'] == 'validation'
   assert report['accuracy'] == pytest.approx(evaluated['results']['accuracy'])
   assert report['skew'] == pytest.approx(evaluated['results']['skew'])
   assert report['model']['checkpoint'] == tf.train.latest_checkpoint(
@@ -102,8 +97,8 @@ def test_msp_and_odin_match_the_trainers_last_evaluation(evaluated):
 
 def test_prints_progress_and_a_table(evaluated):
   lines = evaluated['stdout'].splitlines()
-  assert any(line.startswith('training features: 1213/1213') for line in lines)
-  assert any(line.startswith('scoring test examples: 450/450') for line in lines)
+  assert any(line.startswith('training features: 968/968') for line in lines)
+  assert any(line.startswith('scoring validation examples: 269/269') for line in lines)
   header = next(i for i, line in enumerate(lines) if line.startswith('score '))
   assert lines[header].split() == ['score', 'AP', 'AUROC', 'AUPR-In', 'FPR95', 'APc', 'AUROCc',
                                     'errAUROC']

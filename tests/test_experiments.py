@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import own_lines
+from tests.helpers import own_lines
 
 from experiments import paper_numbers, runner, sweep_root, sweeps, tables
 from tfanom.config import setting_kinds
@@ -593,12 +593,12 @@ def test_paired_report_reads_eval_json_scores_npz_and_results_json(tmp_path):
   knn_differences = [gains[key] if key != ('dog', 1) else rotation_knn[key] - npz_knn['ap']
                      for key in gains]
   mean, low, high = reference_interval(knn_differences)
-  assert f'| AP | knn | 5 | ' in out
+  assert '| AP | knn | 5 | ' in out
   assert f'| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] |' in out
   correct_differences = [gains[key] if key != ('dog', 1)
                          else rotation_knn[key] + 5 - npz_knn['ap_correct_only'] for key in gains]
   mean, low, high = reference_interval(correct_differences)
-  assert f'| APc | knn | 5 | ' in out and f'| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] |' in out
+  assert '| APc | knn | 5 | ' in out and f'| {mean:+.2f} | [{low:+.2f}, {high:+.2f}] |' in out
   # MSP: all 6 pairs (5 on eval.json, 1 on results.json); rotpred on the rotation side only.
   assert '| AP | msp | 6 | ' in out
   assert '| AP | rotpred | – | – | ' in out

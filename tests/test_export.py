@@ -2,11 +2,8 @@
 calibrated thresholds, and bad input."""
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,13 +19,12 @@ from tfanom.inference import export
 from tfanom.inference.calibration import NORMAL_RATES
 from tfanom.inference.scorer import ScoringModule
 from tfanom.inference.restore import load_run
-from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
 from tfanom.io import OUTPUT_MARKER
 from tfanom.inference.evaluation import EvalConfig, evaluate
-from tfanom.training.run import train_and_evaluate
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, python_command
+
 # A forward pass gives every score but ODIN's (the fixture's model has a rotation head).
 SERVED_SCORES = tuple(name for name in SCORES if name != 'odin')
 SERVING_OUTPUTS = ('probabilities', 'class_id', 'class_name', 'anomaly_score', 'is_anomaly',
@@ -79,30 +75,21 @@ def rest_predict(signature, body: str) -> str:
   return json.dumps({'predictions': rows})
 
 
-def python_command(*args):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), check=False)
-
-
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-  """A digits run with a validation split (which calibrates the export), exported by the CLI."""
+def exported(digits_export, tmp_path_factory):
+  """A digits run with a validation split (which calibrates the export), exported by the CLI;
+  a copy of the run, which the tests evaluate."""
   root = tmp_path_factory.mktemp('export')
-  workdir = root / 'run'
-  train_and_evaluate(TrainConfig(dataset='digits', epochs=2, depth=10, width=1, final_window=1,
-                                 validation=True, workdir=str(workdir)), log=lambda line: None)
-  export_dir = root / 'models' / 'digits' / '1'
-  result = python_command('-m', 'tfanom.export', f'--workdir={workdir}',
-                          f'--export_dir={export_dir}')
-  assert result.returncode == 0, result.stderr
+  workdir, export_dir = root / 'run', digits_export['export_dir']
+  shutil.copytree(digits_export['workdir'], workdir)
   run = load_run(str(workdir))
   temperature, epsilon = run.config.odin_temperature, run.config.odin_epsilon
   detector = export.build_detector(
       run, export.ExportConfig(workdir=str(workdir), export_dir=str(export_dir)), temperature,
       epsilon, log=lambda line: None)
   live = ScoringModule(run, temperature, epsilon, detector)
-  return dict(root=root, workdir=workdir, export_dir=export_dir, stdout=result.stdout, run=run,
-              live=live, detector=detector)
+  return dict(root=root, workdir=workdir, export_dir=export_dir, stdout=digits_export['stdout'],
+              run=run, live=live, detector=detector)
 
 
 def test_export_cli_reports_the_export(exported):

@@ -18,10 +18,8 @@ from tfanom.inference import export, gallery, score_files
 from tfanom.inference.restore import load_run
 from tfanom.inference.score_files import ScoreConfig
 from tfanom.io import OUTPUT_MARKER
-from tfanom.training.run import train_and_evaluate
 
-from tests.conftest import HOLDOUT, own_lines, tiny_config
-from tests.test_export import python_command
+from tests.helpers import HOLDOUT, own_lines, python_command
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -35,14 +33,9 @@ def exports_loaded_once():
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-  root = tmp_path_factory.mktemp('score')
-  workdir = root / 'run'
-  train_and_evaluate(tiny_config(aux='none', workdir=str(workdir)), log=lambda line: None)
-  export_dir = root / 'models' / '1'
-  export.export_run(export.ExportConfig(workdir=str(workdir), export_dir=str(export_dir)),
-                    log=lambda line: None)
-  return dict(root=root, workdir=workdir, export_dir=str(export_dir))
+def exported(digits_export_without_aux, tmp_path_factory):
+  return dict(digits_export_without_aux, root=tmp_path_factory.mktemp('score'),
+              export_dir=str(digits_export_without_aux['export_dir']))
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.rotation import RotationTask, rotate_batch
 from tfanom.errors import UsageError

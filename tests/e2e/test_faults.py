@@ -15,7 +15,7 @@ import time
 
 import pytest
 import tensorflow as tf
-from conftest import own_lines
+from tests.helpers import own_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Default --steps_per_loop (50) and 9 steps per epoch: a stop can only be seen at an epoch's end.

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import own_lines
+from tests.helpers import own_lines
 
 from tfanom.config import DATASET_DEFAULTS, TrainConfig
 from tfanom.errors import UsageError
