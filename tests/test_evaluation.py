@@ -1,4 +1,5 @@
-"""The evaluate command end to end on a tiny digits run, its outputs, its cache and bad input."""
+"""The evaluate command end to end on a tiny digits run, its outputs, its cache and bad input; the
+one evaluator that it and training run."""
 
 import json
 import os
@@ -15,6 +16,8 @@ from tfanom.errors import UsageError
 from tfanom.inference.evaluation import (EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, eval_table,
                                         evaluate)
 from tfanom.training.checkpoints import RunCheckpoint
+from tfanom.training import eval_step
+from tfanom.training.distribute import make_strategy
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, FEATURE_CACHE_FILE
 
 from tests.helpers import python_command
@@ -87,12 +90,27 @@ def test_correct_only_figures_match_sklearn_on_scores_npz(evaluated):
         100 * roc_auc_score(~correct[known], arrays[name][known]), abs=1e-7)
 
 
-def test_msp_and_odin_match_the_trainers_last_evaluation(evaluated):
-  for name in ('msp', 'odin'):
-    for metric in ('ap', *metrics.MASKING_METRICS):
-      assert evaluated['report']['scores'][name][metric] == pytest.approx(
-          evaluated['results'][metric][name], abs=1e-9)
-  assert evaluated['results']['num_misclassified'] == evaluated['report']['num_misclassified']
+def test_the_evaluator_of_training_under_two_replicas_scores_as_tfanom_evaluate(evaluated):
+  """Training's evaluation and tfanom.evaluate run one Evaluator: under MirroredStrategy (two
+  replicas, an uneven last batch) it gives tfanom.evaluate's per-example scores, and its streamed
+  AP is scikit-learn's."""
+  run = load_run(str(evaluated['workdir']), log=lambda line: None)
+  strategy = make_strategy('mirrored')
+  names = ('msp', 'odin', 'energy')
+  evaluator = eval_step.make_evaluator(run.config, run.model, strategy, names)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      dict(image=run.split.evaluation.images, label=run.split.evaluation.labels)).batch(127)
+  arrays, average_precision = evaluator.run(strategy.experimental_distribute_dataset(dataset))
+  offline = evaluated['arrays']
+  np.testing.assert_array_equal(arrays['label'], offline['label'])
+  np.testing.assert_array_equal(arrays['prediction'], offline['prediction'])
+  is_anomaly = arrays['label'] < 0
+  for name in names:
+    np.testing.assert_allclose(arrays[name], offline[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    assert average_precision[name] == pytest.approx(
+        100 * average_precision_score(is_anomaly, arrays[name]), abs=1e-9)
+    assert average_precision[name] == pytest.approx(evaluated['report']['scores'][name]['ap'],
+                                                    abs=1e-3)
 
 
 def test_prints_progress_and_a_table(evaluated):

@@ -1,5 +1,12 @@
 """Each anomaly score against a small numpy reference, on a synthetic problem with anomalies, and
-ODIN's input step against finite differences and on a Wide ResNet."""
+ODIN's input step against finite differences and on a Wide ResNet; the registry that declares
+them (`tfanom.anomaly.REGISTRY`) and applies them (`tfanom.inference.scorer.Batch`)."""
+
+import dataclasses
+import inspect
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -7,12 +14,15 @@ import pytest
 import tensorflow as tf
 from sklearn.covariance import EmpiricalCovariance
 
-from tfanom.anomaly import metrics, scores
+from tfanom.anomaly import (FEATURE_SCORES, FITTED, REGISTRY, ROTATION_SCORES, SCORES,
+                            available_scores, metrics, scores)
 from tfanom.auxiliary.rotation import NUM_ROTATIONS, rotate_batch
 from tfanom.errors import UsageError
 from tfanom.inference.features import FeatureStatistics
+from tfanom.inference.scorer import Batch, Scorer, fitted_inputs
 from tfanom.models.wide_resnet import WRNConfig, build_wide_resnet
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
 LOGITS = RNG.normal(0.0, 3.0, (16, 5)).astype(np.float32)
 
@@ -158,24 +168,92 @@ def test_odin_is_higher_on_anomalies():
   assert_detects(score(normal), score(anomalies))
 
 
-FEATURE_SCORES = dict(
-    mahalanobis=lambda x, s: scores.mahalanobis(x, s.class_means, s.precision),
-    knn=lambda x, s: scores.knn(x, s.bank, k=10),
-    rmds=lambda x, s: scores.rmds(x, s.class_means, s.precision, s.background_mean,
-                                  s.background_precision),
-    vim=lambda x, s: scores.vim(x, x @ CLASSIFIER, s.vim_origin, s.vim_residual_basis,
-                                s.vim_alpha),
-    fdbd=lambda x, s: scores.fdbd(x, x @ CLASSIFIER, CLASSIFIER, s.background_mean),
-    react_energy=lambda x, s: scores.react_energy(x, CLASSIFIER, NO_BIAS, s.react_threshold))
+class Linear:
+  """A model whose features are its inputs and whose logits are features @ CLASSIFIER: the
+  functions a Batch calls."""
+
+  def features_and_logits(self, images):
+    features = tf.convert_to_tensor(images, tf.float32)
+    return features, tf.matmul(features, CLASSIFIER) + NO_BIAS
+
+  def odin_scores(self, images, temperature, epsilon):
+    return scores.odin(lambda x: self.features_and_logits(x)[1], images, temperature, epsilon)
+
+  def rotation_scores(self, images):  # a stand-in for a rotation head's NLL
+    return tf.reduce_sum(tf.square(images), axis=-1)
 
 
-@pytest.mark.parametrize('name', sorted(FEATURE_SCORES))
+def registry_scores(images, names, statistics=None, knn_k=10):
+  inputs = dict(fitted_inputs(statistics, CLASSIFIER, NO_BIAS, knn_k), odin_temperature=1000.0,
+                odin_epsilon=0.05)
+  return {name: value.numpy()
+          for name, value in Batch(Linear(), tf.constant(images), inputs).scores(names).items()}
+
+
+@pytest.mark.parametrize('name', FEATURE_SCORES)
 def test_feature_scores_are_higher_on_anomalies(name):
   train, labels, _ = two_clusters(200, 0)
   statistics = FeatureStatistics.fit(train, labels, 2, CLASSIFIER, NO_BIAS)
   normal, _, anomalies = two_clusters(100, 20)
-  score = lambda x: FEATURE_SCORES[name](x, statistics)
-  assert_detects(score(normal), score(anomalies))
+  assert_detects(registry_scores(normal, [name], statistics)[name],
+                 registry_scores(anomalies, [name], statistics)[name])
+
+
+def test_the_registry_declares_each_score_once_with_its_formula():
+  assert SCORES == tuple(REGISTRY) and len(set(SCORES)) == len(SCORES)
+  assert set(FEATURE_SCORES) == {name for name, score in REGISTRY.items() if score.fitted}
+  assert set(ROTATION_SCORES) == {'rotation', 'rotpred'}
+  # The FITTED arguments are the fields of the feature statistics and the class head's weights.
+  assert set(FITTED) == {field.name for field in dataclasses.fields(FeatureStatistics)} | {
+      'kernel', 'bias'}
+  for name, score in REGISTRY.items():
+    if score.model_function:  # bound to the network by Scorer
+      function = getattr(Scorer, score.model_function)
+      assert list(inspect.signature(function).parameters)[1:] == [
+          'images', *(['temperature', 'epsilon'] if name == 'odin' else [])]
+    else:
+      parameters = inspect.signature(getattr(scores, name)).parameters.values()
+      required = [p for p in parameters if p.default is inspect.Parameter.empty]
+      assert len(required) <= len(score.arguments) <= len(parameters), name
+  assert available_scores(has_rotation=False) == tuple(
+      name for name in SCORES if name not in ROTATION_SCORES)
+  assert available_scores(has_rotation=True, has_statistics=False) == (
+      'msp', 'odin', 'energy', 'max_logit', 'gen', 'rotation', 'rotpred')
+
+
+def test_the_registry_applies_each_formula_to_its_arguments():
+  train, labels, anomalies = two_clusters(50, 10)
+  statistics = FeatureStatistics.fit(train, labels, 2, CLASSIFIER, NO_BIAS)
+  logits = anomalies @ CLASSIFIER
+  names = available_scores(has_rotation=True)
+  computed = registry_scores(anomalies, names, statistics, knn_k=7)
+  expected = dict(
+      msp=scores.msp(logits), energy=scores.energy(logits), max_logit=scores.max_logit(logits),
+      gen=scores.gen(logits),
+      odin=scores.odin(lambda x: tf.matmul(x, CLASSIFIER), tf.constant(anomalies), 1000.0, 0.05),
+      mahalanobis=scores.mahalanobis(anomalies, statistics.class_means, statistics.precision),
+      rmds=scores.rmds(anomalies, statistics.class_means, statistics.precision,
+                       statistics.background_mean, statistics.background_precision),
+      knn=scores.knn(anomalies, statistics.bank, 7),
+      vim=scores.vim(anomalies, logits, statistics.vim_origin, statistics.vim_residual_basis,
+                     statistics.vim_alpha),
+      fdbd=scores.fdbd(anomalies, logits, CLASSIFIER, statistics.background_mean),
+      react_energy=scores.react_energy(anomalies, CLASSIFIER, NO_BIAS,
+                                       statistics.react_threshold),
+      rotation=np.sum(anomalies**2, -1),
+      rotpred=scores.rotpred(logits, np.sum(anomalies**2, -1), NUM_ROTATIONS))
+  assert list(computed) == list(names)
+  for name in names:
+    np.testing.assert_allclose(computed[name], expected[name], rtol=1e-6, err_msg=name)
+
+
+def test_score_names_import_without_tensorflow():
+  """experiments.report checks score names without TensorFlow (its start-up cost)."""
+  code = ('import sys; import tfanom.anomaly, experiments.cli.report; '
+          'assert "tensorflow" not in sys.modules, "tensorflow imported"')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+  assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize('combined', [False, True], ids=['rotation', 'rotpred'])

@@ -2,7 +2,8 @@
 
 `evaluate` restores the latest checkpoint of a workdir (or loads an export), fits the feature
 statistics that the feature scores need on the training split (cached in the workdir),
-scores every evaluation example in batches and writes, in the workdir, `eval.json` (AP, AUROC,
+scores every evaluation example in batches with the evaluator that training's evaluation runs
+(`tfanom.inference.scoring.Evaluator`) and writes, in the workdir, `eval.json` (AP, AUROC,
 AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; the same AP and AUROC
 against the correctly classified known examples only, and the score's AUROC of misclassified
 against correct known examples, `tfanom.anomaly.metrics.masking`; accuracy; skew) and
@@ -15,7 +16,7 @@ import os
 
 import numpy as np
 
-from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, metrics
+from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, available_scores, metrics
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import check_settings, setting
 from tfanom.data.holdout import holdout_text
@@ -24,7 +25,7 @@ from tfanom.inference.export import load_export
 from tfanom.inference.features import file_fingerprint
 from tfanom.inference.restore import (data_dir_override, load_run, load_split,
                                       odin_epsilon_override, odin_temperature_override)
-from tfanom.inference.scorer import ScoringModule, available_scores
+from tfanom.inference.scorer import ScoringModule
 from tfanom.inference.scoring import feature_statistics, score_images
 from tfanom.io import write_json_atomic, write_npz_atomic
 from tfanom.summaries import text_table

@@ -1,7 +1,9 @@
 """The one place a model's anomaly scores are computed: in training, in evaluation and when served.
 
-`Scorer` holds a model (and its auxiliary task) and computes the scores of images in [0, 1] as plain
-TensorFlow functions; the training loop's evaluation step calls them under its strategy.
+`Scorer` holds a model (and its auxiliary task): its features and logits of images in [0, 1], and
+the formulas that need the network itself (ODIN, rotation) bound to it. `Batch` applies the formulas
+of `tfanom.anomaly.REGISTRY` to one batch; `tfanom.inference.scoring.Evaluator` runs it under a
+strategy for training's evaluation, `tfanom.evaluate` and the export's calibration.
 `ScoringModule` wraps a Scorer as a `tf.Module` with traced functions, which `tfanom.evaluate` calls
 and `tfanom.export` saves. Saved, it keeps two signatures for TF Serving:
 - `serving_default`: uint8 images [batch, H, W, C] -> `probabilities`, `class_id`, `class_name`,
@@ -17,7 +19,7 @@ import json
 
 import tensorflow as tf
 
-from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, scores
+from tfanom.anomaly import FITTED, REGISTRY, available_scores, scores
 from tfanom.anomaly.scores import KNN_K
 from tfanom.auxiliary import aux_norm_task
 from tfanom.auxiliary.rotation import NUM_ROTATIONS
@@ -77,6 +79,7 @@ class Scorer:
     features = self.features(images)
     return features, self.model.class_head(features)
 
+  # The formulas that need the network itself (REGISTRY's `model_function`), bound to it.
   def odin_scores(self, images, temperature, epsilon):
     return scores.odin(self.logits, images, temperature, epsilon)
 
@@ -87,55 +90,60 @@ class Scorer:
 
 
 class Batch:
-  """One batch of images in [0, 1] with its features and logits; the rotation score computed once.
+  """One batch of images in [0, 1] and the scores of `REGISTRY` on it; the features and logits,
+  and every score, are computed at most once.
 
   `functions` is a Scorer or a ScoringModule (live or loaded): anything with their functions.
+  `inputs` holds what the formulas take beside the batch: the FITTED statistics (NumPy arrays,
+  tensors or the SavedModel's variables), `odin_temperature`, `odin_epsilon` and `knn_k`.
   """
 
-  def __init__(self, functions, unit):
+  def __init__(self, functions, unit, inputs: dict | None = None):
     self.functions = functions
     self.unit = unit
-    self.features, self.logits = functions.features_and_logits(unit)
+    self._inputs = dict(inputs or {}, images=unit, num_rotations=NUM_ROTATIONS)
+    self._scores = {}
 
   @functools.cached_property
-  def rotation(self):
-    return self.functions.rotation_scores(self.unit)
+  def _features_and_logits(self):
+    return self.functions.features_and_logits(self.unit)
+
+  @property
+  def features(self):
+    return self._features_and_logits[0]
+
+  @property
+  def logits(self):
+    return self._features_and_logits[1]
+
+  def argument(self, name: str):
+    """What a formula's argument `name` is on this batch."""
+    if name in REGISTRY:
+      return self.score(name)
+    if name in ('features', 'logits'):
+      return getattr(self, name)
+    return self._inputs[name]
+
+  def score(self, name: str):
+    """The score `name`: its registry formula applied to its arguments."""
+    if name not in self._scores:
+      score = REGISTRY[name]
+      formula = (getattr(self.functions, score.model_function) if score.model_function
+                 else getattr(scores, name))
+      self._scores[name] = formula(*(self.argument(argument) for argument in score.arguments))
+    return self._scores[name]
+
+  def scores(self, names) -> dict:
+    return {name: self.score(name) for name in names}
 
 
-def compute_scores(batch: Batch, names, statistics=None, kernel=None, bias=None,
-                   knn_k: int = KNN_K, odin_temperature=None, odin_epsilon=None) -> dict:
-  """The scores `names` of one batch: the one table from a score's name to its formula.
-
-  `statistics` has the fields of `tfanom.inference.features.FeatureStatistics` (NumPy arrays, or
-  the SavedModel's variables) and is needed by FEATURE_SCORES, with the class head's `kernel` and
-  `bias`; `odin` needs its temperature and step.
-  """
-  formulas = dict(
-      msp=lambda: scores.msp(batch.logits),
-      odin=lambda: batch.functions.odin_scores(batch.unit, odin_temperature, odin_epsilon),
-      energy=lambda: scores.energy(batch.logits),
-      max_logit=lambda: scores.max_logit(batch.logits),
-      gen=lambda: scores.gen(batch.logits),
-      mahalanobis=lambda: scores.mahalanobis(batch.features, statistics.class_means,
-                                             statistics.precision),
-      rmds=lambda: scores.rmds(batch.features, statistics.class_means, statistics.precision,
-                               statistics.background_mean, statistics.background_precision),
-      knn=lambda: scores.knn(batch.features, statistics.bank, knn_k),
-      vim=lambda: scores.vim(batch.features, batch.logits, statistics.vim_origin,
-                             statistics.vim_residual_basis, statistics.vim_alpha),
-      fdbd=lambda: scores.fdbd(batch.features, batch.logits, kernel, statistics.background_mean),
-      react_energy=lambda: scores.react_energy(batch.features, kernel, bias,
-                                               statistics.react_threshold),
-      rotation=lambda: batch.rotation,
-      rotpred=lambda: scores.rotpred(batch.logits, batch.rotation, NUM_ROTATIONS))
-  return {name: formulas[name]() for name in names}
-
-
-def available_scores(has_rotation: bool, has_statistics: bool = True) -> tuple[str, ...]:
-  """The scores a model can give, in SCORES order."""
-  return tuple(name for name in SCORES
-               if (has_rotation or name not in ROTATION_SCORES)
-               and (has_statistics or name not in FEATURE_SCORES))
+def fitted_inputs(statistics, kernel, bias, knn_k: int) -> dict:
+  """The FITTED arguments of the formulas: `statistics` has the fields of
+  `tfanom.inference.features.FeatureStatistics` (or is None: no feature score), with the class
+  head's `kernel` and `bias` and KNN's k."""
+  fields = {} if statistics is None else {
+      name: getattr(statistics, name) for name in FITTED if name not in ('kernel', 'bias')}
+  return dict(fields, kernel=kernel, bias=bias, knn_k=knn_k)
 
 
 def _constant(value, name, dtype):
@@ -236,16 +244,20 @@ class ScoringModule(tf.Module):
 
   def _scores(self, batch, names):
     """`names`' scores of `batch`, as float32 (the served outputs and the calibrated thresholds)."""
+    return {name: tf.cast(value, tf.float32) for name, value in batch.scores(names).items()}
+
+  def _batch(self, unit):
+    """A Batch with the module's fitted statistics and ODIN settings (its variables: a dict of
+    them kept as an attribute would add paths to the SavedModel's object graph)."""
     detector = self._detector
-    computed = compute_scores(
-        batch, names, self.statistics if detector else None, self.class_head_kernel,
-        self.class_head_bias, detector.knn_k if detector else KNN_K,
-        self.odin_temperature, self.odin_epsilon)
-    return {name: tf.cast(value, tf.float32) for name, value in computed.items()}
+    inputs = fitted_inputs(self.statistics if detector else None, self.class_head_kernel,
+                           self.class_head_bias, detector.knn_k if detector else KNN_K)
+    return Batch(self._scorer, unit, dict(inputs, odin_temperature=self.odin_temperature,
+                                          odin_epsilon=self.odin_epsilon))
 
   def _serve(self, images):
     unit = self._unit_images(images)
-    batch = Batch(self._scorer, unit)
+    batch = self._batch(unit)
     class_id = tf.argmax(batch.logits, axis=-1)
     outputs = dict(probabilities=tf.nn.softmax(batch.logits, axis=-1), class_id=class_id,
                    class_name=tf.gather(self.class_names, class_id))
@@ -258,8 +270,7 @@ class ScoringModule(tf.Module):
     return outputs
 
   def _odin(self, images):
-    odin = tf.cast(self._scorer.odin_scores(self._unit_images(images), self.odin_temperature,
-                                            self.odin_epsilon), tf.float32)
+    odin = self._scores(self._batch(self._unit_images(images)), ('odin',))['odin']
     outputs = dict(odin_score=odin)
     if self._detector:
       outputs.update(is_anomaly=odin > self.odin_threshold)

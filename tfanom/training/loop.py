@@ -2,7 +2,7 @@
 TensorBoard summaries and stop requests.
 
 The maths of a step is in `steps`, what a checkpoint holds in `checkpoints`, the evaluation in
-`eval_step`.
+`eval_step` (the one evaluator of `tfanom.inference.scoring`).
 """
 
 import keras
@@ -79,7 +79,7 @@ class Trainer:
     ) if checkpoint_dir else None
     self.summary_dir, self.summary_writer = summary_dir, None
     self._train_loop = make_train_loop(self.steps, strategy)
-    self._eval_step = eval_step.make_eval_step(config, self.model, strategy)
+    self._evaluator = eval_step.make_evaluator(config, self.model, strategy)
 
   @property
   def evaluations(self) -> list[dict]:
@@ -185,5 +185,5 @@ class Trainer:
 
   def evaluate(self):
     """Scores every evaluation example; returns (metrics in %, per-example arrays)."""
-    return eval_step.evaluate(self._eval_step, self.strategy.experimental_distribute_dataset(
+    return eval_step.evaluate(self._evaluator, self.strategy.experimental_distribute_dataset(
         self.pipeline.eval_dataset(self.config.eval_batch_size)))
