@@ -15,6 +15,9 @@ from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
+from tfanom.inference.evaluation import EvalConfig, evaluate
+from tfanom.inference.restore import load_run
+from tfanom.inference.scorer import ScoringModule
 from tfanom.anomaly.metrics import skew
 from tfanom.training.run import train_and_evaluate
 
@@ -199,6 +202,22 @@ def test_subset_trains_and_evaluates_end_to_end(ilsvrc, tmp_path):
   assert set(results['ap']) >= {'msp', 'odin'}
   saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
   assert saved['flags']['stem'] == 'imagenet_maxpool' and saved['flags']['crop_size'] == 32
+  # Offline scoring sees the central 32x32 crop of the stored 36x36 images, as training's
+  # evaluation did: the same accuracy and APs, and the served scores are the evaluated ones.
+  report = evaluate(EvalConfig(workdir=str(tmp_path / 'run'), scores=('msp', 'odin')),
+                    log=lambda line: None)
+  assert report['accuracy'] == pytest.approx(results['accuracy'])
+  for name in ('msp', 'odin'):
+    assert report['scores'][name]['ap'] == pytest.approx(results['ap'][name], abs=1e-6)
+  run = load_run(str(tmp_path / 'run'))
+  module = ScoringModule(run, run.config.odin_temperature, run.config.odin_epsilon)
+  images = run.split.evaluation.images[:20]
+  assert images.shape[1:] == (36, 36, 3)
+  with np.load(tmp_path / 'run' / 'scores.npz') as evaluated:
+    np.testing.assert_allclose(module.serve(images)['msp_score'], evaluated['msp'][:20],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(module.odin(images)['odin_score'], evaluated['odin'][:20],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_subset_trains_with_cpc(ilsvrc, tmp_path):
