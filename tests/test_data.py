@@ -375,6 +375,37 @@ def test_a_holdout_must_leave_two_known_classes(image_folder):
     make_holdout(source, 'cat')
 
 
+def test_webp_is_decoded_and_other_files_are_counted(image_folder, caplog):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(2).integers(0, 256, (16, 16, 3), np.uint8)
+  cat = image_folder / 'train' / 'cat'
+  Image.fromarray(image).save(cat / 'd.webp', lossless=True)
+  Image.fromarray(image).save(cat / 'e.tif')
+  (cat / '._c.jpg').write_bytes(b'\x00\x05\x16\x07' + bytes(80))  # macOS metadata
+  with caplog.at_level('WARNING'):
+    source = load_source('folder', str(image_folder), image_size=16)
+  np.testing.assert_array_equal(source.train.labels, [0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+  np.testing.assert_array_equal(source.train.images[6], image)  # d.webp, after a, b, c
+  assert (f'{image_folder / "train"}: skipped 1 macOS AppleDouble ._* file and 4 files of '
+          'formats not decoded (.tif 1, .txt 3; ' in caplog.text)
+
+
+def test_holdout_by_a_number_that_names_another_index_says_so(tmp_path, caplog):
+  image = np.zeros((8, 8, 3), np.uint8)
+  for split_name in ('train', 'test'):
+    for number in range(11):
+      write_image(tmp_path / split_name / str(number) / 'a.png', image)
+  source = load_source('folder', str(tmp_path), image_size=8)
+  assert source.class_names[:4] == ('0', '1', '10', '2')
+  with caplog.at_level('WARNING'):
+    assert make_holdout(source, '2').holdout_index == 3
+  assert "--holdout=2 takes the class named '2', class index 3; index 2 is '10'" in caplog.text
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    make_holdout(source, '1')
+  assert '--holdout' not in caplog.text
+
+
 def test_unknown_dataset():
   with pytest.raises(UsageError, match='--dataset=bogus is unknown'):
     load_source('bogus')

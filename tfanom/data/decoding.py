@@ -4,6 +4,7 @@ Folder datasets decode into memory (`decode_images`) and the ImageNet subsets in
 batch by batch (`tfanom.data.imagenet`); both iterate `decoded_batches`.
 """
 
+import collections
 import glob
 import os
 import pathlib
@@ -15,7 +16,10 @@ from absl import logging
 
 from tfanom.errors import UsageError
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
+# macOS writes a `._<name>` AppleDouble file of metadata beside each file it copies to a volume
+# without extended attributes: never an image, whatever its suffix.
+APPLEDOUBLE_PREFIX = '._'
 DECODE_BATCH = 128
 
 
@@ -26,19 +30,48 @@ def list_image_folder(split_dir: pathlib.Path, class_names=None):
   """
   if class_names is None:
     class_names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-  files, labels = [], []
+  files, labels, skipped = [], [], []
   for index, name in enumerate(class_names):
     class_dir = split_dir / name
     if not class_dir.is_dir():
       raise UsageError(f'{split_dir} has no folder for class {name!r}: every split needs one '
                        'sub-folder per class')
-    members = sorted(str(p) for p in class_dir.iterdir()
-                     if p.suffix.lower() in IMAGE_EXTENSIONS)
+    members = []
+    for path in class_dir.iterdir():
+      if is_image_file(path):
+        members.append(str(path))
+      elif path.is_file() and (path.name.startswith(APPLEDOUBLE_PREFIX)
+                               or not path.name.startswith('.')):
+        skipped.append(path)
     if not members:
       raise UsageError(f'{class_dir} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
-    files += members
+    files += sorted(members)
     labels += [index] * len(members)
+  warn_not_images(split_dir, skipped)
   return tuple(class_names), files, np.asarray(labels, np.int64)
+
+
+def is_image_file(path: pathlib.Path) -> bool:
+  """A file of a format `decode_image` reads, by its suffix, other than macOS metadata."""
+  return (path.suffix.lower() in IMAGE_EXTENSIONS
+          and not path.name.startswith(APPLEDOUBLE_PREFIX))
+
+
+def warn_not_images(split_dir, skipped) -> None:
+  """One line counting the files of a split that are left out: AppleDouble and other formats."""
+  if not skipped:
+    return
+  appledouble = sum(p.name.startswith(APPLEDOUBLE_PREFIX) for p in skipped)
+  suffixes = collections.Counter(p.suffix.lower() or '(no suffix)' for p in skipped
+                                 if not p.name.startswith(APPLEDOUBLE_PREFIX))
+  parts = ([f'{appledouble} macOS AppleDouble ._* file{"s" if appledouble > 1 else ""}']
+           if appledouble else [])
+  if suffixes:
+    count = sum(suffixes.values())
+    parts.append(f'{count} file{"s" if count > 1 else ""} of formats not decoded ('
+                 + ', '.join(f'{suffix} {n}' for suffix, n in sorted(suffixes.items()))
+                 + f'; convert them to one of {", ".join(IMAGE_EXTENSIONS)})')
+  logging.warning('%s: skipped %s', split_dir, ' and '.join(parts))
 
 
 def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,

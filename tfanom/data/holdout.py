@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+from absl import logging
 
 from tfanom.data.arrays import LabelledImages, Source, stratified_mask
 from tfanom.errors import UsageError
@@ -47,8 +48,14 @@ def resolve_holdout(holdout: str | int, class_names, class_ids=()) -> int:
   """A hold-out class given by index, by name or by id (e.g. a WordNet id)."""
   text = str(holdout)
   if text in class_names:
-    # Digit classes are named by their index, so a name and an index never disagree.
-    return class_names.index(text)
+    index = class_names.index(text)
+    if text.isdigit() and int(text) != index:
+      # Folders named 0..10 sort as text (0, 1, 10, 2, ...): the name wins, and is said.
+      other = (f'; index {text} is {class_names[int(text)]!r}' if int(text) < len(class_names)
+               else '')
+      logging.warning('--holdout=%s takes the class named %r, class index %d%s', text, text,
+                      index, other)
+    return index
   if text in class_ids:
     return class_ids.index(text)
   try:

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfanom.data.arrays import LabelledImages, Source, stratified_mask
-from tfanom.data.decoding import IMAGE_EXTENSIONS, decode_images, list_image_folder
+from tfanom.data.decoding import decode_images, is_image_file, list_image_folder
 from tfanom.data.imagenet import load_imagenet
 from tfanom.errors import UsageError
 
@@ -87,7 +87,7 @@ def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False) -
                      if p.is_dir() and p.name not in class_names)
   if test_only:
     count = sum(1 for name in test_only for p in (root_path / 'test' / name).iterdir()
-                if p.suffix.lower() in IMAGE_EXTENSIONS)
+                if is_image_file(p))
     raise UsageError(f'{root_path / "test"} has {len(test_only)} class folders that train/ lacks '
                      f'({", ".join(test_only)}; {count} images): a class needs training images, '
                      'so add them to train/ or move these folders out')
