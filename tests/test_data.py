@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfanom.data import holdout as holdout_lib
+from tfanom.data import prepared
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.arrays import LabelledImages, Source
@@ -332,6 +333,42 @@ def test_folder_source(image_folder):
   # A grayscale image becomes three equal channels.
   gray = source.train.images[1].astype(int)
   assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_folder_is_prepared_once_and_again_when_it_changes(image_folder, tmp_path_factory,
+                                                           monkeypatch):
+  cache = tmp_path_factory.mktemp('prepared')
+  lines = []
+  first = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache),
+                      log=lines.append)
+  assert isinstance(first.train.images, np.memmap)
+  assert sum(line.startswith('prepared 9 images in ') for line in lines) == 2
+  prepared_files = sorted(p.name for p in cache.iterdir())
+  assert len(prepared_files) == 4  # images and labels of two splits
+
+  def no_decoding(*args):
+    raise AssertionError('decoded again')
+
+  with monkeypatch.context() as patched:
+    patched.setattr(prepared, '_decode_into', no_decoding)
+    again = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
+  np.testing.assert_array_equal(again.train.images, first.train.images)
+  np.testing.assert_array_equal(again.test.labels, first.test.labels)
+  # Another size is another prepared dataset; a changed file changes the digest of the split.
+  load_source('folder', str(image_folder), image_size=8, cache_dir=str(cache))
+  assert len(list(cache.iterdir())) == 8
+  changed = np.full((16, 16, 3), 7, np.uint8)
+  write_image(image_folder / 'train' / 'cat' / 'a.png', changed)
+  rebuilt = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
+  np.testing.assert_array_equal(rebuilt.train.images[3], changed)
+  np.testing.assert_array_equal(rebuilt.test.images, first.test.images)
+  assert len(list(cache.iterdir())) == 10
+  assert not list(cache.glob('.*'))  # no partial file is left
+
+
+def test_folder_is_prepared_in_its_data_dir_by_default(image_folder):
+  load_source('folder', str(image_folder), image_size=16, log=lambda line: None)
+  assert len(list((image_folder / 'tfanom_cache').glob('*.u8'))) == 2
 
 
 @pytest.mark.parametrize('name', ['a.png', 'c.jpg'])

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfanom.config import TrainConfig
-from tfanom.data import imagenet, subsets
+from tfanom.data import imagenet, prepared, subsets
 from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.sources import load_source
@@ -136,16 +136,17 @@ def test_cache_is_reused_and_matches_direct_decoding(ilsvrc, tmp_path, monkeypat
   def no_decoding(*args):
     raise AssertionError('decoded again')
 
-  monkeypatch.setattr(imagenet, '_decode_into', no_decoding)
+  monkeypatch.setattr(prepared, '_decode_into', no_decoding)
   second = load_source('imagenet_fungus', str(ilsvrc), SMALL, cache_dir=str(tmp_path))
   np.testing.assert_array_equal(first.train.images, second.train.images)
   np.testing.assert_array_equal(first.test.labels, second.test.labels)
   assert sorted(p.name for p in tmp_path.iterdir()) == cached
   monkeypatch.undo()
   # The cached pixels are those of the shared resize-and-crop decoder.
-  from tfanom.data.decoding import decode_images
+  from tfanom.data.decoding import decode_files
   files = sorted(str(p) for p in (ilsvrc / 'train' / subsets.SUBSETS['fungus'][0][0]).iterdir())
-  np.testing.assert_array_equal(decode_images(files, SMALL)[0], first.train.images[:len(files)])
+  direct = np.concatenate([images for images, _ in decode_files(files, SMALL, 3)])
+  np.testing.assert_array_equal(direct, first.train.images[:len(files)])
 
 
 def test_default_cache_lives_in_data_dir(tmp_path):

@@ -1,7 +1,8 @@
 """Image files: listing an ImageFolder-style split, and the one loop that decodes and resizes them.
 
-Folder datasets decode into memory (`decode_images`) and the ImageNet subsets into a cache file
-batch by batch (`tfanom.data.imagenet`); both iterate `decoded_batches`.
+Folders and the ImageNet subsets are decoded once into prepared files batch by batch
+(`tfanom.data.prepared`), and new images scored by an export in memory (`decode_files`); both
+iterate `decoded_batches`.
 """
 
 import collections
@@ -97,26 +98,6 @@ def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,
   except tf.errors.InvalidArgumentError:
     raise UsageError(f'{locate(done)} is not a readable image: remove or replace it, or pass '
                      '--skip_corrupt') from None
-
-
-def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool = False):
-  """Decodes and resizes (shorter side to `image_size`, centre crop) a list of image files.
-
-  Returns the images and the positions in `files` they come from: all of them, unless
-  `skip_corrupt` drops unreadable files (with a warning that counts them) instead of failing.
-  """
-  encoded = _read(files)
-  images = np.empty((len(files), image_size, image_size, channels), np.uint8)
-  kept = np.empty(len(files), np.int64)
-  count = 0
-  for batch, positions in decoded_batches(encoded, image_size, channels, skip_corrupt,
-                                          lambda position: first_undecodable(files[position:])):
-    images[count:count + len(batch)] = batch
-    kept[count:count + len(batch)] = positions
-    count += len(batch)
-  warn_skipped(len(files) - count, [files[i] for i in sorted(set(range(len(files)))
-                                                             - set(kept[:count].tolist()))])
-  return images[:count], kept[:count]
 
 
 def list_image_files(spec: str, option: str = '--images') -> list[str]:

@@ -39,7 +39,7 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir, config.skip_corrupt)
+                       config.cache_dir, config.skip_corrupt, log)
   split = make_holdout(source, config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
