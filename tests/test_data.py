@@ -202,6 +202,37 @@ def test_start_step_resumes_mid_epoch(split):
   assert_same_batches(whole[3:], batches(pipeline.train_dataset(2, start_step=3)))
 
 
+def input_contexts(pipelines, replicas):
+  return [tf.distribute.InputContext(pipelines, pipeline, replicas)
+          for pipeline in range(pipelines)]
+
+
+@pytest.mark.parametrize('pipelines, replicas', [(1, 2), (2, 4)])
+@pytest.mark.parametrize('augment', ['crop_flip', 'center_mask', 'crop_altflip'])
+def test_each_input_pipeline_reads_its_replicas_share_of_the_same_batches(split, pipelines,
+                                                                          replicas, augment):
+  pipeline = InputPipeline(split, batch_size=16, aux_batch_size=4, augment=augment, seed=2)
+  whole = batches(pipeline.train_dataset(1, start_step=1))
+  parts = [batches(pipeline.train_dataset(1, 1, context))
+           for context in input_contexts(pipelines, replicas)]
+  local = replicas // pipelines
+  for step, batch in enumerate(whole):
+    for key, value in batch.items():
+      shares = [part[step * local + r][key] for part in parts for r in range(local)]
+      np.testing.assert_array_equal(np.concatenate(shares), value)
+
+
+def test_eval_shares_are_padded_and_gather_to_every_example(split):
+  pipeline = InputPipeline(split, batch_size=16)
+  parts = [batches(pipeline.eval_dataset(7, context)) for context in input_contexts(2, 4)]
+  assert {len(p['label']) for part in parts for p in part} == {2}  # ceil(7 / 4): static shapes
+  gathered = np.concatenate([p['label'] for step in zip(*[zip(*[iter(part)] * 2)
+                                                          for part in parts])
+                             for pair in step for p in pair])
+  np.testing.assert_array_equal(gathered[:len(split.evaluation)], split.evaluation.labels)
+  assert len(gathered) - len(split.evaluation) < 8
+
+
 def test_classification_only_pipeline_has_no_aux_images(split):
   pipeline = InputPipeline(split, batch_size=16, augment='crop', seed=0)
   assert all(set(b) == {'image', 'label'} for b in batches(pipeline.train_dataset(0)))

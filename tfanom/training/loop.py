@@ -356,11 +356,9 @@ class Trainer:
     advances that state to the start of the next epoch."""
     config = self.config
     step = int(self.step_in_epoch.numpy())
-    options = tf.data.Options()
-    # Each dataset element is a whole global batch: workers split it, never skip it.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = self.strategy.experimental_distribute_dataset(
-        self.pipeline.train_dataset(epoch, start_step=step).with_options(options))
+    # Each input pipeline reads its own replicas' shares of every global batch (InputPipeline).
+    dataset = self.strategy.distribute_datasets_from_function(
+        lambda context: self.pipeline.train_dataset(epoch, step, context))
     iterator = iter(dataset)
     totals = self.epoch_totals.numpy()
     throttle, last_save, first_step = Throttle(), step, step
@@ -419,13 +417,15 @@ class Trainer:
 
   def evaluate(self):
     """Scores every evaluation example; returns (metrics in %, per-example arrays)."""
-    dataset = self.strategy.experimental_distribute_dataset(
-        self.pipeline.eval_dataset(self.config.eval_batch_size))
+    dataset = self.strategy.distribute_datasets_from_function(
+        lambda context: self.pipeline.eval_dataset(self.config.eval_batch_size, context))
     parts = {}
     for batch in dataset:
       for key, value in self._eval_step(batch).items():
         parts.setdefault(key, []).append(value.numpy())
-    arrays = {key: np.concatenate(values) for key, values in parts.items()}
+    # The rows after the last example pad the last batch (InputPipeline.eval_dataset).
+    arrays = {key: np.concatenate(values)[:self.pipeline.num_eval]
+              for key, values in parts.items()}
     return summarize_scores(arrays), arrays
 
 

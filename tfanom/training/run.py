@@ -38,9 +38,11 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
   strategy = make_strategy(config.strategy)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir, config.skip_corrupt, log)
-  split = make_holdout(source, config.holdout, config.validation, config.seed)
+  # The source is not kept: the split holds the only copy of in-memory images (or index arrays
+  # over prepared files), so the whole source is not held beside it for the run.
+  split = make_holdout(load_source(config.dataset, config.data_dir, config.image_size,
+                                   config.members, config.cache_dir, config.skip_corrupt, log),
+                       config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
                     summary_dir=os.path.join(workdir, TENSORBOARD_DIR))
