@@ -398,8 +398,13 @@ def test_folder_is_prepared_once_and_again_when_it_changes(image_folder, tmp_pat
 
 
 def test_folder_is_prepared_in_its_data_dir_by_default(image_folder):
-  load_source('folder', str(image_folder), image_size=16, log=lambda line: None)
-  assert len(list((image_folder / 'tfanom_cache').glob('*.u8'))) == 2
+  from tfanom.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tfanom.data.sources import prepare_data  # pylint: disable=g-import-not-at-top
+  lines = []
+  prepare_data(TrainConfig(dataset='folder', data_dir=str(image_folder), image_size=16),
+               lines.append)
+  assert len(list((image_folder / 'tfanom_cache').glob('*_16px_*.u8'))) == 2
+  assert lines[-1] == 'folder: 9 training and 9 test images of 16x16x3 ready'
 
 
 @pytest.mark.parametrize('name', ['a.png', 'c.jpg'])

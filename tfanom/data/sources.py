@@ -129,3 +129,20 @@ def load_source(name: str, data_dir: str | None = None, image_size: int = 32, me
     return load_folder(data_dir, image_size, skip_corrupt, cache_dir, log)
   raise UsageError(f'--dataset={name} is unknown: choose one of {", ".join(DATASETS)} or an '
                    'ImageNet subset (imagenet_dog, ...)')
+
+
+def configured_source(config, log=print) -> Source:
+  """The source a resolved `TrainConfig` reads (its dataset, data_dir, image_size, members,
+  cache_dir and skip_corrupt)."""
+  return load_source(config.dataset, config.data_dir, config.image_size, config.members,
+                     config.cache_dir, config.skip_corrupt, log)
+
+
+def prepare_data(config, log=print) -> Source:
+  """Prepares the data a training run of `config` (a `TrainConfig`) reads, without training:
+  folders and ImageNet subsets are decoded into their prepared files (`prepared.py`)."""
+  config = config.resolved()
+  source = configured_source(config, log)
+  log(f'{config.dataset}: {len(source.train)} training and {len(source.test)} test images of '
+      f'{"x".join(map(str, source.image_shape))} ready')
+  return source

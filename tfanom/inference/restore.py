@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.config import TrainConfig, setting
 from tfanom.data.holdout import HoldoutSplit, make_holdout
-from tfanom.data.sources import load_source
+from tfanom.data.sources import configured_source
 from tfanom.errors import UsageError, first_line
 from tfanom.models import Trunk, build_model
 from tfanom.models.trunk import checkpoint_variables
@@ -52,9 +52,7 @@ def latest_checkpoint(workdir: str) -> str:
 
 def load_split(config: TrainConfig) -> HoldoutSplit:
   """The run's hold-out split, rebuilt from its data source exactly as training built it."""
-  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir, config.skip_corrupt)
-  return make_holdout(source, config.holdout, config.validation, config.seed)
+  return make_holdout(configured_source(config), config.holdout, config.validation, config.seed)
 
 
 def load_run(workdir: str, data_dir: str | None = None) -> Run:

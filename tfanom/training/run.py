@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import holdout_text, make_holdout
-from tfanom.data.sources import load_source
+from tfanom.data.sources import configured_source
 from tfanom.models import network_name
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
@@ -40,9 +40,7 @@ def train_and_evaluate(config: TrainConfig, log=print, stop_requested=lambda: Fa
     tf.config.experimental.enable_op_determinism()
   # The source is not kept: the split holds the only copy of in-memory images (or index arrays
   # over prepared files), so the whole source is not held beside it for the run.
-  split = make_holdout(load_source(config.dataset, config.data_dir, config.image_size,
-                                   config.members, config.cache_dir, config.skip_corrupt, log),
-                       config.holdout, config.validation, config.seed)
+  split = make_holdout(configured_source(config, log), config.holdout, config.validation, config.seed)
   workdir = config.workdir or default_workdir(config)
   trainer = Trainer(config, split, strategy, os.path.join(workdir, CHECKPOINT_DIR), log,
                     summary_dir=os.path.join(workdir, TENSORBOARD_DIR))
