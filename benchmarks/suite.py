@@ -41,6 +41,10 @@ _GPU = flags.DEFINE_bool('gpu', False, 'WRN-28-10 at batch 128, and training thr
                          'bfloat16 + XLA against float32.')
 
 
+_ONLY_DATA = flags.DEFINE_bool('data', False, 'Only the figures of prepared data (memory, time '
+                                'to the first batch, throughput).')
+
+
 @dataclasses.dataclass(frozen=True)
 class Sizes:
   depth: int
@@ -53,12 +57,15 @@ class Sizes:
   matmul: int
   memory_array_mb: int
   digits_args: tuple[str, ...]
+  folder_images: int  # N of the prepared-folder figures (the larger folder holds 4N)
+  folder_side: int
 
 
-FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ('--epochs=1', '--final_window=1'))
+FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ('--epochs=1', '--final_window=1'),
+             500, 64)
 QUICK = Sizes(10, 1, 32, 2, 2048, 100, 10**4, 512, 8,
-              ('--depth=10', '--width=1', '--epochs=1', '--final_window=1'))
-GPU = Sizes(28, 10, 128, 50, 50000, 10000, 10**6, 8192, 150, ())
+              ('--depth=10', '--width=1', '--epochs=1', '--final_window=1'), 100, 32)
+GPU = Sizes(28, 10, 128, 50, 50000, 10000, 10**6, 8192, 150, (), 2000, 64)
 
 
 def report(name, ratio, target, raw):
@@ -96,8 +103,8 @@ def timed_epoch(trainer: Trainer) -> float:
   return min(seconds[1:])
 
 
-def pipeline_images_per_second(sizes: Sizes) -> float:
-  split = synthetic_split(sizes.pipeline_images)
+def pipeline_images_per_second(sizes: Sizes, split=None) -> float:
+  split = split or synthetic_split(sizes.pipeline_images)
   pipeline = InputPipeline(split, sizes.batch, sizes.batch // 4, 'crop_flip')
   for _ in pipeline.train_dataset(0).take(2):
     pass
@@ -281,6 +288,121 @@ def digits_peak_rss(extra_args) -> float:
   return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
+def write_folder(root: str, count: int, side: int) -> None:
+  """ROOT/{train,test}/<10 classes>/*.jpg: `count` training images and count/4 test images,
+  smooth random JPEGs written by PIL at `side` + 8 by `side` + 16 pixels."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split, number in (('train', count), ('test', max(count // 4, 20))):
+    for index in range(number):
+      folder = os.path.join(root, split, f'class{index % 10}')
+      os.makedirs(folder, exist_ok=True)
+      coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+      Image.fromarray(coarse).resize((side + 16, side + 8), Image.BILINEAR).save(
+          os.path.join(folder, f'{index:06d}.jpg'), quality=90)
+
+
+def peak_rss_anon(command, **kwargs) -> float:
+  """Peak anonymous resident memory (MiB; RssAnon, sampled every 10 ms) of a command's process:
+  pages of a memory-mapped file are not anonymous, so they do not count."""
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=dict(os.environ, PYTHONPATH=os.getcwd()), **kwargs)
+  peak = 0
+  while process.poll() is None:
+    try:
+      with open(f'/proc/{process.pid}/status') as status:
+        for line in status:
+          if line.startswith('RssAnon:'):
+            peak = max(peak, int(line.split()[1]))
+    except (FileNotFoundError, ProcessLookupError):
+      pass
+    time.sleep(0.01)
+  if process.returncode:
+    raise RuntimeError(process.stderr.read().decode()[-2000:])
+  return peak / 1024.0
+
+
+FIRST_BATCH = """
+import sys, time
+start = time.perf_counter()
+from tfanom.data.holdout import make_holdout
+from tfanom.data.pipeline import InputPipeline
+from tfanom.data.sources import load_source
+imported = time.perf_counter()
+split = make_holdout(load_source('folder', sys.argv[1], int(sys.argv[3]), cache_dir=sys.argv[2],
+                                 log=lambda line: None), 0)
+ready = time.perf_counter()
+next(iter(InputPipeline(split, 32).train_dataset(0)))
+print(ready - imported, time.perf_counter() - imported)
+"""
+
+
+def seconds_to_first_batch(folder: str, cache_dir: str, side: int) -> tuple[float, float]:
+  """Seconds from loading a folder to its hold-out split, and to the first training batch, in a
+  new process (TensorFlow's import excluded): the first call prepares the folder, later ones map
+  the prepared files. The batch adds a fixed cost, tracing the augmentation (about 3.5 s of the
+  4.3 s of a 2000-image folder's first batch at load 15 on 2 cores)."""
+  result = subprocess.run([sys.executable, '-c', FIRST_BATCH, folder, cache_dir, str(side)],
+                          check=True, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=os.getcwd()))
+  ready, first_batch = map(float, result.stdout.split()[-2:])
+  return ready, first_batch
+
+
+def training_peak_rss(folder: str, cache_dir: str, side: int, sizes: Sizes) -> float:
+  """Peak RssAnon (MiB) of a 2-epoch `tfanom.train` run (default strategy: mirrored) on a
+  prepared folder."""
+  with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as workdir:
+    return peak_rss_anon([sys.executable, '-m', 'tfanom.train', '--dataset=folder',
+                          f'--data_dir={folder}', f'--cache_dir={cache_dir}',
+                          f'--image_size={side}', '--depth=10', '--width=1', '--aux=none',
+                          '--epochs=2', '--final_window=1', '--batch_size=64',
+                          # The default evaluation batch (the whole test set here) would make
+                          # ODIN's activations the peak: 1043 MiB more for 4N images than for N.
+                          '--eval_batch_size=64',
+                          '--strategy=mirrored', f'--workdir={workdir}'])
+
+
+def prepared_split(split: HoldoutSplit, directory: str) -> HoldoutSplit:
+  """`split` with its training images in a prepared (memory-mapped) file, selected by index."""
+  path = os.path.join(directory, 'train.u8')
+  split.train.images.tofile(path)
+  mapped = np.memmap(path, np.uint8, 'r', shape=split.train.images.shape)
+  train = LabelledImages(mapped, split.train.labels).select(np.ones(len(mapped), bool))
+  return dataclasses.replace(split, train=train)
+
+
+def report_prepared_data(sizes: Sizes) -> None:
+  count, side = sizes.folder_images, sizes.folder_side
+  with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as root:
+    folders = {n: os.path.join(root, f'folder{n}') for n in (count, 4 * count)}
+    for number, folder in folders.items():
+      write_folder(folder, number, side)
+    cache = os.path.join(root, 'prepared')
+    first_ready, first = seconds_to_first_batch(folders[4 * count], cache, side)
+    second_ready, second = seconds_to_first_batch(folders[4 * count], cache, side)
+    report('second run / first run seconds to the first training batch', second / first,
+           '<= 0.1', f'{second:.2f} vs {first:.2f} s, {4 * count} JPEGs prepared at '
+           f'{side}x{side} by the first; to the hold-out split alone {second_ready:.2f} vs '
+           f'{first_ready:.2f} s, {second_ready / first_ready:.3f}')
+    seconds_to_first_batch(folders[count], cache, side)
+    small, large = (training_peak_rss(folders[n], cache, side, sizes) for n in (count, 4 * count))
+    train_bytes = 0.9 * 3 * count * side * side * 3  # the 4N folder's extra known-class images
+    report('prepared folder of 4N / N images, 2-epoch run peak RssAnon', large / small, '<= 1.15',
+           f'{large:.0f} vs {small:.0f} MiB, N = {count} images of {side}x{side}, mirrored')
+    report('peak RssAnon above the N-image run / extra training array bytes',
+           (large - small) * 2**20 / train_bytes, '<= 0.25',
+           f'{large - small:.1f} MiB for {train_bytes / 2**20:.1f} MiB of training images')
+    split = synthetic_split(sizes.pipeline_images)
+    mapped = prepared_split(split, root)
+    rates = [(pipeline_images_per_second(sizes, mapped), pipeline_images_per_second(sizes, split))
+             for _ in range(2)]
+    report('prepared data / in-memory array pipeline throughput',
+           max(r[0] for r in rates) / max(r[1] for r in rates), '>= 0.95',
+           f'{max(r[0] for r in rates):.0f} vs {max(r[1] for r in rates):.0f} img/s, '
+           f'{sizes.pipeline_images} CIFAR-sized images, batch {sizes.batch}')
+
+
 def main(argv):
   del argv
   tf.get_logger().setLevel('ERROR')
@@ -289,6 +411,9 @@ def main(argv):
   print(f'benchmarks.suite: WRN-{sizes.depth}-{sizes.width}, batch {sizes.batch}, '
         f'{os.cpu_count()} CPUs, GPUs: {len(tf.config.list_physical_devices("GPU"))}, load '
         f'{", ".join(f"{x:.2f}" for x in os.getloadavg())}', flush=True)
+  if _ONLY_DATA.value:
+    report_prepared_data(sizes)
+    return
   # An epoch of the training figures is `steps` steps.
   split = synthetic_split(sizes.steps * sizes.batch)
 
@@ -339,6 +464,7 @@ def main(argv):
          split_growth + pipeline_growth, '<= 1.0',
          f'split {split_growth:.3f} + pipeline and 20 batches {pipeline_growth:.3f}, '
          f'{sizes.memory_array_mb} MiB array, 9 of 10 classes kept')
+  report_prepared_data(sizes)
   peak_rss = digits_peak_rss(sizes.digits_args)
   report('digits run peak RSS / 1 GiB', peak_rss / 1024.0, 'informative',
          f'{peak_rss:.0f} MiB, python -m tfanom.train --dataset=digits '

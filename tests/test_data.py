@@ -10,6 +10,7 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 from tfanom.data import holdout as holdout_lib
+from tfanom.data import prepared
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.arrays import LabelledImages, Source
@@ -205,6 +206,37 @@ def test_start_step_resumes_mid_epoch(split):
   assert_same_batches(whole[3:], batches(pipeline.train_dataset(2, start_step=3)))
 
 
+def input_contexts(pipelines, replicas):
+  return [tf.distribute.InputContext(pipelines, pipeline, replicas)
+          for pipeline in range(pipelines)]
+
+
+@pytest.mark.parametrize('pipelines, replicas', [(1, 2), (2, 4)])
+@pytest.mark.parametrize('augment', ['crop_flip', 'center_mask', 'crop_altflip'])
+def test_each_input_pipeline_reads_its_replicas_share_of_the_same_batches(split, pipelines,
+                                                                          replicas, augment):
+  pipeline = InputPipeline(split, batch_size=16, aux_batch_size=4, augment=augment, seed=2)
+  whole = batches(pipeline.train_dataset(1, start_step=1))
+  parts = [batches(pipeline.train_dataset(1, 1, context))
+           for context in input_contexts(pipelines, replicas)]
+  local = replicas // pipelines
+  for step, batch in enumerate(whole):
+    for key, value in batch.items():
+      shares = [part[step * local + r][key] for part in parts for r in range(local)]
+      np.testing.assert_array_equal(np.concatenate(shares), value)
+
+
+def test_eval_shares_are_padded_and_gather_to_every_example(split):
+  pipeline = InputPipeline(split, batch_size=16)
+  parts = [batches(pipeline.eval_dataset(7, context)) for context in input_contexts(2, 4)]
+  assert {len(p['label']) for part in parts for p in part} == {2}  # ceil(7 / 4): static shapes
+  gathered = np.concatenate([p['label'] for step in zip(*[zip(*[iter(part)] * 2)
+                                                          for part in parts])
+                             for pair in step for p in pair])
+  np.testing.assert_array_equal(gathered[:len(split.evaluation)], split.evaluation.labels)
+  assert len(gathered) - len(split.evaluation) < 8
+
+
 def test_classification_only_pipeline_has_no_aux_images(split):
   pipeline = InputPipeline(split, batch_size=16, augment='crop', seed=0)
   assert all(set(b) == {'image', 'label'} for b in batches(pipeline.train_dataset(0)))
@@ -338,6 +370,47 @@ def test_folder_source(image_folder):
   assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
 
 
+def test_folder_is_prepared_once_and_again_when_it_changes(image_folder, tmp_path_factory,
+                                                           monkeypatch):
+  cache = tmp_path_factory.mktemp('prepared')
+  lines = []
+  first = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache),
+                      log=lines.append)
+  assert isinstance(first.train.images, np.memmap)
+  assert sum(line.startswith('prepared 9 images in ') for line in lines) == 2
+  prepared_files = sorted(p.name for p in cache.iterdir())
+  assert len(prepared_files) == 4  # images and labels of two splits
+
+  def no_decoding(*args):
+    raise AssertionError('decoded again')
+
+  with monkeypatch.context() as patched:
+    patched.setattr(prepared, '_decode_into', no_decoding)
+    again = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
+  np.testing.assert_array_equal(again.train.images, first.train.images)
+  np.testing.assert_array_equal(again.test.labels, first.test.labels)
+  # Another size is another prepared dataset; a changed file changes the digest of the split.
+  load_source('folder', str(image_folder), image_size=8, cache_dir=str(cache))
+  assert len(list(cache.iterdir())) == 8
+  changed = np.full((16, 16, 3), 7, np.uint8)
+  write_image(image_folder / 'train' / 'cat' / 'a.png', changed)
+  rebuilt = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
+  np.testing.assert_array_equal(rebuilt.train.images[3], changed)
+  np.testing.assert_array_equal(rebuilt.test.images, first.test.images)
+  assert len(list(cache.iterdir())) == 10
+  assert not list(cache.glob('.*'))  # no partial file is left
+
+
+def test_folder_is_prepared_in_its_data_dir_by_default(image_folder):
+  from tfanom.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tfanom.data.sources import prepare_data  # pylint: disable=g-import-not-at-top
+  lines = []
+  prepare_data(TrainConfig(dataset='folder', data_dir=str(image_folder), image_size=16),
+               lines.append)
+  assert len(list((image_folder / 'tfanom_cache').glob('*_16px_*.u8'))) == 2
+  assert lines[-1] == 'folder: 9 training and 9 test images of 16x16x3 ready'
+
+
 @pytest.mark.parametrize('name', ['a.png', 'c.jpg'])
 def test_truncated_image_names_the_file(image_folder, name):
   path = image_folder / 'train' / 'cat' / name
@@ -445,6 +518,37 @@ def test_a_holdout_must_leave_two_known_classes(image_folder):
   with pytest.raises(UsageError, match='folder has 2 classes: holding one out leaves fewer than '
                      'two known classes'):
     make_holdout(source, 'cat')
+
+
+def test_webp_is_decoded_and_other_files_are_counted(image_folder, caplog):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(2).integers(0, 256, (16, 16, 3), np.uint8)
+  cat = image_folder / 'train' / 'cat'
+  Image.fromarray(image).save(cat / 'd.webp', lossless=True)
+  Image.fromarray(image).save(cat / 'e.tif')
+  (cat / '._c.jpg').write_bytes(b'\x00\x05\x16\x07' + bytes(80))  # macOS metadata
+  with caplog.at_level('WARNING'):
+    source = load_source('folder', str(image_folder), image_size=16)
+  np.testing.assert_array_equal(source.train.labels, [0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+  np.testing.assert_array_equal(source.train.images[6], image)  # d.webp, after a, b, c
+  assert (f'{image_folder / "train"}: skipped 1 macOS AppleDouble ._* file and 4 files of '
+          'formats not decoded (.tif 1, .txt 3; ' in caplog.text)
+
+
+def test_holdout_by_a_number_that_names_another_index_says_so(tmp_path, caplog):
+  image = np.zeros((8, 8, 3), np.uint8)
+  for split_name in ('train', 'test'):
+    for number in range(11):
+      write_image(tmp_path / split_name / str(number) / 'a.png', image)
+  source = load_source('folder', str(tmp_path), image_size=8)
+  assert source.class_names[:4] == ('0', '1', '10', '2')
+  with caplog.at_level('WARNING'):
+    assert make_holdout(source, '2').holdout_index == 3
+  assert "--holdout=2 takes the class named '2', class index 3; index 2 is '10'" in caplog.text
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    make_holdout(source, '1')
+  assert '--holdout' not in caplog.text
 
 
 def test_unknown_dataset():

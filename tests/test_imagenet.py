@@ -10,11 +10,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfanom.config import TrainConfig
-from tfanom.data import imagenet, subsets
+from tfanom.data import imagenet, prepared, subsets
 from tfanom.data.holdout import make_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
+from tfanom.inference.evaluation import EvalConfig, evaluate
+from tfanom.inference.restore import load_run
+from tfanom.inference.scorer import ScoringModule
 from tfanom.anomaly.metrics import skew
 from tfanom.training.run import train_and_evaluate
 
@@ -133,16 +136,17 @@ def test_cache_is_reused_and_matches_direct_decoding(ilsvrc, tmp_path, monkeypat
   def no_decoding(*args):
     raise AssertionError('decoded again')
 
-  monkeypatch.setattr(imagenet, '_decode_into', no_decoding)
+  monkeypatch.setattr(prepared, '_decode_into', no_decoding)
   second = load_source('imagenet_fungus', str(ilsvrc), SMALL, cache_dir=str(tmp_path))
   np.testing.assert_array_equal(first.train.images, second.train.images)
   np.testing.assert_array_equal(first.test.labels, second.test.labels)
   assert sorted(p.name for p in tmp_path.iterdir()) == cached
   monkeypatch.undo()
   # The cached pixels are those of the shared resize-and-crop decoder.
-  from tfanom.data.decoding import decode_images
+  from tfanom.data.decoding import decode_files
   files = sorted(str(p) for p in (ilsvrc / 'train' / subsets.SUBSETS['fungus'][0][0]).iterdir())
-  np.testing.assert_array_equal(decode_images(files, SMALL)[0], first.train.images[:len(files)])
+  direct = np.concatenate([images for images, _ in decode_files(files, SMALL, 3)])
+  np.testing.assert_array_equal(direct, first.train.images[:len(files)])
 
 
 def test_default_cache_lives_in_data_dir(tmp_path):
@@ -199,6 +203,22 @@ def test_subset_trains_and_evaluates_end_to_end(ilsvrc, tmp_path):
   assert set(results['ap']) >= {'msp', 'odin'}
   saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
   assert saved['flags']['stem'] == 'imagenet_maxpool' and saved['flags']['crop_size'] == 32
+  # Offline scoring sees the central 32x32 crop of the stored 36x36 images, as training's
+  # evaluation did: the same accuracy and APs, and the served scores are the evaluated ones.
+  report = evaluate(EvalConfig(workdir=str(tmp_path / 'run'), scores=('msp', 'odin')),
+                    log=lambda line: None)
+  assert report['accuracy'] == pytest.approx(results['accuracy'])
+  for name in ('msp', 'odin'):
+    assert report['scores'][name]['ap'] == pytest.approx(results['ap'][name], abs=1e-6)
+  run = load_run(str(tmp_path / 'run'))
+  module = ScoringModule(run, run.config.odin_temperature, run.config.odin_epsilon)
+  images = run.split.evaluation.images[:20]
+  assert images.shape[1:] == (36, 36, 3)
+  with np.load(tmp_path / 'run' / 'scores.npz') as evaluated:
+    np.testing.assert_allclose(module.serve(images)['msp_score'], evaluated['msp'][:20],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(module.odin(images)['odin_score'], evaluated['odin'][:20],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_subset_trains_with_cpc(ilsvrc, tmp_path):

@@ -18,6 +18,30 @@ def aligned_empty(shape, dtype) -> np.ndarray:
   return raw[start:start + size].view(dtype).reshape(shape)
 
 
+class IndexedImages:
+  """Rows `indices` of `base`, a memory-mapped prepared file (`tfanom.data.prepared`), read only
+  when indexed: the hold-out split of prepared data is an index array over the file, not a copy.
+
+  Indexing (an integer, a slice, an index array or a boolean mask) returns a NumPy array of the
+  rows asked for, in the order asked for, as indexing the selected rows' copy would.
+  """
+
+  def __init__(self, base, indices: np.ndarray):
+    self.base, self.indices = base, np.asarray(indices, np.int64)
+    self.dtype, self.ndim = base.dtype, base.ndim
+    self.shape = (len(self.indices), *base.shape[1:])
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, key):
+    return np.asarray(self.base[self.indices[key]])
+
+  def __array__(self, dtype=None, copy=None):
+    del copy
+    return self[:].astype(dtype) if dtype else self[:]
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelledImages:
   images: np.ndarray  # uint8 [N, H, W, C]
@@ -27,12 +51,17 @@ class LabelledImages:
     return len(self.labels)
 
   def select(self, mask: np.ndarray) -> 'LabelledImages':
-    """The examples where `mask` is true, copied into aligned arrays.
+    """The examples where `mask` is true.
 
-    This is the one copy of the training images a run makes: the input pipeline shares these
-    buffers with TensorFlow instead of copying them again (`pipeline.shared_tensor`).
+    Images of a prepared file (memory-mapped) are selected by index and stay on disk. Images in
+    memory are copied, which lets the source's arrays go: the one copy of the training images
+    a run makes, which the input pipeline reads batches from.
     """
     indices = np.flatnonzero(mask)
+    if isinstance(self.images, (np.memmap, IndexedImages)):
+      base = self.images.base if isinstance(self.images, IndexedImages) else self.images
+      rows = self.images.indices[indices] if isinstance(self.images, IndexedImages) else indices
+      return LabelledImages(IndexedImages(base, rows), self.labels[indices])
     images = aligned_empty((len(indices), *self.images.shape[1:]), self.images.dtype)
     # mode='clip' writes straight into `out`; the default mode first fills a temporary copy.
     np.take(self.images, indices, axis=0, out=images, mode='clip')

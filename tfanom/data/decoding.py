@@ -1,9 +1,11 @@
 """Image files: listing an ImageFolder-style split, and the one loop that decodes and resizes them.
 
-Folder datasets decode into memory (`decode_images`) and the ImageNet subsets into a cache file
-batch by batch (`tfanom.data.imagenet`); both iterate `decoded_batches`.
+Folders and the ImageNet subsets are decoded once into prepared files batch by batch
+(`tfanom.data.prepared`), and new images scored by an export in memory (`decode_files`); both
+iterate `decoded_batches`.
 """
 
+import collections
 import fnmatch
 import glob
 import io
@@ -19,7 +21,10 @@ from PIL import Image
 
 from tfanom.errors import UsageError
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
+# macOS writes a `._<name>` AppleDouble file of metadata beside each file it copies to a volume
+# without extended attributes: never an image, whatever its suffix.
+APPLEDOUBLE_PREFIX = '._'
 DECODE_BATCH = 128
 
 
@@ -30,19 +35,48 @@ def list_image_folder(split_dir: pathlib.Path, class_names=None):
   """
   if class_names is None:
     class_names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-  files, labels = [], []
+  files, labels, skipped = [], [], []
   for index, name in enumerate(class_names):
     class_dir = split_dir / name
     if not class_dir.is_dir():
       raise UsageError(f'{split_dir} has no folder for class {name!r}: every split needs one '
                        'sub-folder per class')
-    members = sorted(str(p) for p in class_dir.iterdir()
-                     if p.suffix.lower() in IMAGE_EXTENSIONS)
+    members = []
+    for path in class_dir.iterdir():
+      if is_image_file(path):
+        members.append(str(path))
+      elif path.is_file() and (path.name.startswith(APPLEDOUBLE_PREFIX)
+                               or not path.name.startswith('.')):
+        skipped.append(path)
     if not members:
       raise UsageError(f'{class_dir} holds no images ({", ".join(IMAGE_EXTENSIONS)})')
-    files += members
+    files += sorted(members)
     labels += [index] * len(members)
+  warn_not_images(split_dir, skipped)
   return tuple(class_names), files, np.asarray(labels, np.int64)
+
+
+def is_image_file(path: pathlib.Path) -> bool:
+  """A file of a format `decode_image` reads, by its suffix, other than macOS metadata."""
+  return (path.suffix.lower() in IMAGE_EXTENSIONS
+          and not path.name.startswith(APPLEDOUBLE_PREFIX))
+
+
+def warn_not_images(split_dir, skipped) -> None:
+  """One line counting the files of a split that are left out: AppleDouble and other formats."""
+  if not skipped:
+    return
+  appledouble = sum(p.name.startswith(APPLEDOUBLE_PREFIX) for p in skipped)
+  suffixes = collections.Counter(p.suffix.lower() or '(no suffix)' for p in skipped
+                                 if not p.name.startswith(APPLEDOUBLE_PREFIX))
+  parts = ([f'{appledouble} macOS AppleDouble ._* file{"s" if appledouble > 1 else ""}']
+           if appledouble else [])
+  if suffixes:
+    count = sum(suffixes.values())
+    parts.append(f'{count} file{"s" if count > 1 else ""} of formats not decoded ('
+                 + ', '.join(f'{suffix} {n}' for suffix, n in sorted(suffixes.items()))
+                 + f'; convert them to one of {", ".join(IMAGE_EXTENSIONS)})')
+  logging.warning('%s: skipped %s', split_dir, ' and '.join(parts))
 
 
 def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,
@@ -68,26 +102,6 @@ def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,
   except tf.errors.InvalidArgumentError:
     raise UsageError(f'{locate(done)} is not a readable image: remove or replace it, or pass '
                      '--skip_corrupt') from None
-
-
-def decode_images(files, image_size: int, channels: int = 3, skip_corrupt: bool = False):
-  """Decodes and resizes (shorter side to `image_size`, centre crop) a list of image files.
-
-  Returns the images and the positions in `files` they come from: all of them, unless
-  `skip_corrupt` drops unreadable files (with a warning that counts them) instead of failing.
-  """
-  encoded = _read(files)
-  images = np.empty((len(files), image_size, image_size, channels), np.uint8)
-  kept = np.empty(len(files), np.int64)
-  count = 0
-  for batch, positions in decoded_batches(encoded, image_size, channels, skip_corrupt,
-                                          lambda position: first_undecodable(files[position:])):
-    images[count:count + len(batch)] = batch
-    kept[count:count + len(batch)] = positions
-    count += len(batch)
-  warn_skipped(len(files) - count, [files[i] for i in sorted(set(range(len(files)))
-                                                             - set(kept[:count].tolist()))])
-  return images[:count], kept[:count]
 
 
 def list_image_files(spec: str, option: str = '--images') -> list[str]:

@@ -3,8 +3,10 @@
 import dataclasses
 
 import numpy as np
+from absl import logging
 
 from tfanom.data.arrays import LabelledImages, Source, stratified_mask
+from tfanom.data.sources import configured_source
 from tfanom.errors import UsageError
 
 ANOMALY_LABEL = -1
@@ -47,8 +49,14 @@ def resolve_holdout(holdout: str | int, class_names, class_ids=()) -> int:
   """A hold-out class given by index, by name or by id (e.g. a WordNet id)."""
   text = str(holdout)
   if text in class_names:
-    # Digit classes are named by their index, so a name and an index never disagree.
-    return class_names.index(text)
+    index = class_names.index(text)
+    if text.isdigit() and int(text) != index:
+      # Folders named 0..10 sort as text (0, 1, 10, 2, ...): the name wins, and is said.
+      other = (f'; index {text} is {class_names[int(text)]!r}' if int(text) < len(class_names)
+               else '')
+      logging.warning('--holdout=%s takes the class named %r, class index %d%s', text, text,
+                      index, other)
+    return index
   if text in class_ids:
     return class_ids.index(text)
   try:
@@ -123,3 +131,11 @@ def channel_statistics(images: np.ndarray, pixels_per_chunk: int = 2**24):
   mean = counts @ values / total
   std = np.sqrt(np.maximum(counts @ np.square(values) / total - np.square(mean), 0.0))
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def load_split(config, log=print) -> HoldoutSplit:
+  """The run's hold-out split, built from its data source: training and every later load call
+  this. The source itself is not kept: the split holds the only copy of in-memory images (or
+  index arrays over prepared files)."""
+  return make_holdout(configured_source(config, log), config.holdout, config.validation,
+                      config.seed)

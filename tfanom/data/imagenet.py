@@ -10,55 +10,33 @@ it batch by batch, so a subset never has to fit in memory to be decoded.
 The subsets' members are listed in `subsets.py`.
 """
 
-import dataclasses
-import hashlib
-import json
 import os
 import pathlib
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from tfanom.data.arrays import LabelledImages, Source
-from tfanom.data.decoding import (decoded_batches, first_undecodable, list_image_folder,
-                                  warn_skipped)
+from tfanom.data.decoding import list_image_folder
+from tfanom.data.prepared import CACHE_FOLDER, EncodedSplit, digest, file_split, prepared
 from tfanom.data.subsets import subset_members
 from tfanom.errors import UsageError
 
 LAYOUT = 'DATA_DIR/train/<wnid>/*.JPEG and DATA_DIR/val/<wnid>/*.JPEG'
 SPLIT_FOLDERS = {'train': 'train', 'test': 'val'}
 TFDS_SPLITS = {'train': 'train', 'test': 'validation'}
-CACHE_FOLDER = 'tfanom_cache'
 
 
-@dataclasses.dataclass(frozen=True)
-class _EncodedSplit:
-  """A split's encoded images in a fixed order, with what identifies them for the cache."""
-  name: str
-  key: str  # changes whenever the images or their labels do
-  dataset: Callable  # () -> tf.data.Dataset of (encoded bytes, label)
-  locate: Callable[[int], str]  # position of an undecodable image -> how to find it
-
-
-def _folder_split(split_dir: pathlib.Path, wnids, image_size: int) -> _EncodedSplit:
+def _folder_split(split_dir: pathlib.Path, wnids, image_size: int) -> EncodedSplit:
   missing = [wnid for wnid in wnids if not (split_dir / wnid).is_dir()]
   if missing:
     raise UsageError(f'{split_dir} has no folder for {", ".join(missing)}: lay ILSVRC2012 out as '
                      f'{LAYOUT} (validation images sorted into class folders)')
   _, files, labels = list_image_folder(split_dir, wnids)
-  listing = [(os.path.relpath(f, split_dir), os.path.getsize(f)) for f in files]
-  key = _digest(['folder', image_size, listing, labels.tolist()])
-
-  def dataset():
-    return tf.data.Dataset.from_tensor_slices((files, labels)).map(
-        lambda path, label: (tf.io.read_file(path), label))
-
-  return _EncodedSplit(split_dir.name, key, dataset,
-                       lambda position: first_undecodable(files[position:]))
+  return file_split(split_dir.name, files, labels, split_dir, ['imagenet', image_size])
 
 
-def _tfds_splits(data_dir: str, wnids, image_size: int) -> dict[str, _EncodedSplit]:
+def _tfds_splits(data_dir: str, wnids, image_size: int) -> dict[str, EncodedSplit]:
   # Slow to import, and only this path needs it.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder('imagenet2012', data_dir=data_dir)
@@ -85,63 +63,16 @@ def _tfds_splits(data_dir: str, wnids, image_size: int) -> dict[str, _EncodedSpl
 
       return records.map(relabel).filter(is_member)
 
-    key = _digest(['tfds', builder.data_dir, tfds_split, image_size, list(wnids)])
-    return _EncodedSplit(tfds_split, key, dataset,
+    key = digest(['tfds', builder.data_dir, tfds_split, image_size, list(wnids)])
+    return EncodedSplit(tfds_split, key, dataset,
                          lambda position: f'image {position} of the subset in imagenet2012/'
                                           f'{tfds_split} (under {builder.data_dir})')
 
   return {split_name: split(tfds_split) for split_name, tfds_split in TFDS_SPLITS.items()}
 
 
-def _digest(payload) -> str:
-  return hashlib.sha1(json.dumps(payload).encode()).hexdigest()[:16]
-
-
-def _decoded(split: _EncodedSplit, cache_dir: pathlib.Path, image_size: int,
-             skip_corrupt: bool = False):
-  """The split's images (a read-only memory map of the cache) and labels, decoding on first use."""
-  # A cache written while skipping unreadable images holds fewer images: it has a name of its own.
-  stem = cache_dir / f'{split.name}_{image_size}px_{split.key}{"_skipped" if skip_corrupt else ""}'
-  images_path, labels_path = pathlib.Path(f'{stem}.u8'), pathlib.Path(f'{stem}.labels.npy')
-  image_bytes = image_size * image_size * 3
-  # The labels are written last, so a cache with labels and images of the right size is complete.
-  if not (labels_path.exists() and images_path.exists()
-          and images_path.stat().st_size == len(np.load(labels_path)) * image_bytes):
-    _decode_into(split, images_path, labels_path, image_size, skip_corrupt)
-  labels = np.load(labels_path)
-  if not len(labels):
-    return np.zeros((0, image_size, image_size, 3), np.uint8), labels
-  images = np.memmap(images_path, np.uint8, 'r', shape=(len(labels), image_size, image_size, 3))
-  return images, labels
-
-
-def _decode_into(split: _EncodedSplit, images_path, labels_path, image_size, skip_corrupt):
-  partial = images_path.with_name(f'.{images_path.name}.{os.getpid()}.partial')
-  labels, written = [], 0
-  try:
-    images_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, 'wb') as handle:
-      for images, batch_labels in decoded_batches(split.dataset(), image_size, 3, skip_corrupt,
-                                                  split.locate):
-        handle.write(images.tobytes())
-        labels.append(batch_labels)
-        written += len(batch_labels)
-    if skip_corrupt:
-      warn_skipped(split.dataset().reduce(0, lambda count, _: count + 1).numpy() - written)
-    os.replace(partial, images_path)
-    labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
-    partial_labels = labels_path.with_name(f'.{labels_path.name}.{os.getpid()}.partial.npy')
-    np.save(partial_labels, labels.astype(np.int64))
-    os.replace(partial_labels, labels_path)
-  except OSError as error:
-    raise UsageError(f'cannot write the decoded-image cache in {images_path.parent} ({error}): '
-                     'pass --cache_dir=DIR with room for it') from None
-  finally:
-    partial.unlink(missing_ok=True)
-
-
 def load_imagenet(dataset: str, data_dir: str | None, image_size: int = 256, members=(),
-                  cache_dir: str | None = None, skip_corrupt: bool = False):
+                  cache_dir: str | None = None, skip_corrupt: bool = False, log=print):
   """The subset `dataset` as a Source: classes named as in Table 8, also known by WordNet id."""
   chosen = subset_members(dataset, members)
   wnids = [wnid for wnid, _ in chosen]
@@ -158,7 +89,7 @@ def load_imagenet(dataset: str, data_dir: str | None, image_size: int = 256, mem
   cache = pathlib.Path(cache_dir) if cache_dir else root / CACHE_FOLDER
   arrays = {}
   for split_name, split in splits.items():
-    images, labels = _decoded(split, cache, image_size, skip_corrupt)
+    images, labels = prepared(split, cache, image_size, skip_corrupt=skip_corrupt, log=log)
     counts = np.bincount(labels, minlength=len(wnids))
     empty = [wnid for wnid, count in zip(wnids, counts) if not count]
     if empty:

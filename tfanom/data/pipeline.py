@@ -9,7 +9,6 @@ until they reach the training step (`to_unit_range`), which keeps host-to-device
 import numpy as np
 import tensorflow as tf
 
-from tfanom.data.arrays import aligned_empty, TENSOR_ALIGNMENT
 from tfanom.data.holdout import HoldoutSplit
 from tfanom.errors import UsageError
 
@@ -30,41 +29,45 @@ def to_unit_range(images):
   return tf.cast(images, tf.float32) / 255.0
 
 
-def shared_tensor(array: np.ndarray) -> tf.Tensor:
-  """A CPU tensor over `array`'s memory, which it keeps alive; later writes to `array` show in it.
+def row_reader(images):
+  """A graph function from indices [n] to those uint8 rows of `images` [n, H, W, C].
 
-  `tf.convert_to_tensor` copies an array and, on the way, briefly holds a second copy whose pages
-  the allocator keeps: three times a training set's memory in all. DLPack shares the buffer
-  instead. An array TensorFlow cannot share (unaligned, strided or read-only, as a memmap) is
-  copied once, into an aligned buffer.
+  `images` is an array in memory, a prepared file's memory map or an index view of one
+  (`arrays.IndexedImages`). NumPy reads the rows when a batch is made, so the dataset's graph
+  never holds the images: a captured array is copied into every graph (and every rewrite of it)
+  that holds it, which under tf.distribute added 153 MiB for a 132 MiB training set, and a
+  prepared file is only read, one batch at a time.
   """
-  if not (array.flags.c_contiguous and array.flags.writeable
-          and array.ctypes.data % TENSOR_ALIGNMENT == 0):
-    copy = aligned_empty(array.shape, array.dtype)
-    copy[...] = array
-    array = copy
-  return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+  shape = tuple(images.shape[1:])
+
+  def read(indices):
+    return np.asarray(images[indices], np.uint8)
+
+  def rows(indices):
+    batch = tf.numpy_function(read, [indices], tf.uint8, stateful=False)
+    batch.set_shape(indices.shape.concatenate(shape))
+    return batch
+
+  return rows
 
 
 def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None, fill='zeros',
-                     mirror=None):
+                     mirror=None, part=None):
   """Pad by `padding` (`fill`: zeros or reflect), crop a `size` square (default: the image's size)
   at a random offset and, with `flip`, mirror a random half of the batch, or the images where the
   boolean `mirror` [batch] is true.
 
   Each crop is one slice (a copy of whole rows), which is an order of magnitude faster than
   gathering pixels by index on 224x224 crops and still faster on 32x32 ones; `seed` is a stateless
-  seed, shape [2].
+  seed, shape [2]. `part` = (first row, rows of the whole batch) when `images` are one replica's
+  rows of a larger batch: each image then gets the draws it would get in the whole batch.
   """
   height, width = (size, size) if size else (images.shape[1], images.shape[2])
-  batch = tf.shape(images)[0]
   padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]],
                   mode=PAD_MODES[fill])
   row_seed, col_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-  row_offsets = tf.random.stateless_uniform([batch], row_seed, 0, padded.shape[1] - height + 1,
-                                            tf.int32)
-  col_offsets = tf.random.stateless_uniform([batch], col_seed, 0, padded.shape[2] - width + 1,
-                                            tf.int32)
+  row_offsets = _draws(images, part, row_seed, 0, padded.shape[1] - height + 1, tf.int32)
+  col_offsets = _draws(images, part, col_seed, 0, padded.shape[2] - width + 1, tf.int32)
   crop_shape = [height, width, images.shape[3]]
   cropped = tf.map_fn(
       lambda args: tf.slice(args[0], tf.stack([args[1], args[2], 0]), crop_shape),
@@ -72,8 +75,16 @@ def random_crop_flip(images, seed, padding=CROP_PADDING, flip=True, size=None, f
   if not flip:
     return cropped
   if mirror is None:
-    mirror = tf.random.stateless_uniform([batch], flip_seed) < 0.5
+    mirror = _draws(images, part, flip_seed) < 0.5
   return tf.where(mirror[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+
+
+def _draws(images, part, seed, minval=0, maxval=None, dtype=tf.float32):
+  """One stateless uniform draw per image: the rows `part` (first, total) of a whole batch's."""
+  first, total = part if part is not None else (0, tf.shape(images)[0])
+  draws = tf.random.stateless_uniform([total], seed, minval, maxval, dtype)
+  first = tf.cast(first, tf.int32)
+  return draws[first:first + tf.shape(images)[0]]
 
 
 def center_crop(images, size=None):
@@ -84,20 +95,18 @@ def center_crop(images, size=None):
   return images[:, top:top + size, left:left + size]
 
 
-def center_mask(images, seed, fill):
+def center_mask(images, seed, fill, part=None):
   """Fills a random square of each image, chosen inside the central region, with `fill` [C].
 
   The square is MASK_FRACTION of the side and lies wholly inside the central MASK_REGION_FRACTION
-  of it (16x16 within 21x21 on 32x32 images, Table 7).
+  of it (16x16 within 21x21 on 32x32 images, Table 7). `part` as for `random_crop_flip`.
   """
-  batch = tf.shape(images)[0]
 
   def inside(length, axis_seed):
     mask = int(round(MASK_FRACTION * length))
     region = int(round(MASK_REGION_FRACTION * length))
     start = (length - region) // 2
-    offsets = tf.random.stateless_uniform([batch], axis_seed, start, start + region - mask + 1,
-                                          tf.int32)
+    offsets = _draws(images, part, axis_seed, start, start + region - mask + 1, tf.int32)
     positions = tf.range(length)[None, :]
     return (positions >= offsets[:, None]) & (positions < offsets[:, None] + mask)
 
@@ -149,73 +158,118 @@ class InputPipeline:
         np.random.default_rng([seed, 2]).random(self.num_train) < 0.5)
     # Masked pixels take the training mean, which the model's normalisation maps to zero.
     self._mask_fill = tf.constant(np.round(split.mean * 255.0), tf.uint8)
-    # Batches are gathered from the split's own arrays, not from copies of them.
-    self._train_images = shared_tensor(split.train.images)
-    self._train_labels = shared_tensor(split.train.labels)
-    self._eval_images = shared_tensor(split.evaluation.images)
-    self._eval_labels = shared_tensor(split.evaluation.labels)
+    # Batches are read from the split's own arrays, not from copies of them.
+    self._train_images = row_reader(split.train.images)
+    self._train_labels = tf.constant(split.train.labels)
+    self._eval_images = row_reader(split.evaluation.images)
+    self._eval_labels = tf.constant(split.evaluation.labels)
+    self.num_eval = len(split.evaluation)
 
   def _batched_permutation(self, epoch, stream, batch_size, start_step):
     order = np.random.default_rng([self.seed, epoch, stream]).permutation(self.num_train)
     usable = self.steps_per_epoch * batch_size
     return order[:usable].reshape(self.steps_per_epoch, batch_size)[start_step:]
 
-  def train_dataset(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
+  def train_dataset(self, epoch: int, start_step: int = 0,
+                    context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """One epoch of batches from `start_step` on: {'image', 'label'} and, with an auxiliary task,
-    'aux_image' (unaugmented, a separate permutation)."""
-    steps = tf.range(start_step, self.steps_per_epoch, dtype=tf.int64)
+    'aux_image' (unaugmented, a separate permutation).
+
+    With `context` (`strategy.distribute_datasets_from_function`), the dataset of one input
+    pipeline: for each step, one element per replica of that pipeline, in replica order, each that
+    replica's consecutive share of the global batch. Only those rows are read, and every image is
+    augmented as in the whole batch, so the global batches are the same for any number of
+    workers and replicas.
+    """
+    first, replicas, total = _replicas(context)
+    steps = np.arange(start_step, self.steps_per_epoch, dtype=np.int64)
     indices = {'cls': self._batched_permutation(epoch, 0, self.batch_size, start_step)}
     if self.aux_batch_size:
       indices['aux'] = self._batched_permutation(epoch, 1, self.aux_batch_size, start_step)
+    for name, batch_indices in indices.items():
+      if batch_indices.shape[1] % total:
+        raise UsageError(f'--{"aux_" if name == "aux" else ""}batch_size={batch_indices.shape[1]}'
+                         f' must be a multiple of the {total} replicas')
+      share = batch_indices.shape[1] // total
+      indices[name] = batch_indices.reshape(len(steps), total, share)[
+          :, first:first + replicas].reshape(len(steps) * replicas, share)
+    # The first row of each element in the global batch of its step.
+    offsets = np.tile(np.arange(first, first + replicas) * (self.batch_size // total),
+                      len(steps))
     epoch_seed = np.int64(self.seed) * 1_000_003 + epoch
     odd_epoch = tf.constant(epoch % 2 == 1)
-    dataset = tf.data.Dataset.from_tensor_slices((steps, indices)).map(
-        lambda step, batch_indices: self._training_batch(tf.stack([epoch_seed, step]), odd_epoch,
-                                                         batch_indices),
+    dataset = tf.data.Dataset.from_tensor_slices((np.repeat(steps, replicas), offsets, indices))
+    dataset = dataset.map(
+        lambda step, offset, batch_indices: self._training_batch(
+            tf.stack([epoch_seed, step]), odd_epoch, batch_indices, offset),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _without_rewrites_or_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
   @tf.function
-  def _training_batch(self, seed, odd_epoch, batch_indices):
+  def _training_batch(self, seed, odd_epoch, batch_indices, offset):
     # A tf.function, traced once per pipeline: tf.data traces what it maps for every dataset, and
     # every epoch is a new dataset, so the map only calls this graph (saves ~0.05 s an epoch).
     mirror = tf.not_equal(tf.gather(self._mirrored_first, batch_indices['cls']), odd_epoch)
-    image = self._augment(tf.gather(self._train_images, batch_indices['cls']), seed, mirror)
+    image = self._augment(self._train_images(batch_indices['cls']), seed, mirror,
+                          (offset, self.batch_size))
     batch = {'image': image, 'label': tf.gather(self._train_labels, batch_indices['cls'])}
     if 'aux' in batch_indices:
-      batch['aux_image'] = center_crop(tf.gather(self._train_images, batch_indices['aux']),
-                                       self.crop_size)
+      batch['aux_image'] = center_crop(self._train_images(batch_indices['aux']), self.crop_size)
     return batch
 
-  def _augment(self, images, seed, mirror):
+  def _augment(self, images, seed, mirror, part):
     if self.augment == 'none':
       return center_crop(images, self.crop_size)
     images = random_crop_flip(images, seed, 0 if self.crop_size else self.crop_padding,
                               flip=self.augment != 'crop', size=self.crop_size,
                               fill=self.crop_fill,
-                              mirror=mirror if self.augment == 'crop_altflip' else None)
+                              mirror=mirror if self.augment == 'crop_altflip' else None,
+                              part=part)
     if self.augment == 'center_mask':
       images = center_mask(images, tf.random.experimental.stateless_fold_in(seed, 1),
-                           self._mask_fill)
+                           self._mask_fill, part)
     return images
 
-  def eval_dataset(self, batch_size: int | None = None) -> tf.data.Dataset:
-    """Every evaluation example, in order, as {'image', 'label'}; label < 0 marks an anomaly."""
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {'image': self._eval_images, 'label': self._eval_labels})
-    dataset = dataset.batch(batch_size or self.batch_size)
-    if self.crop_size:
-      dataset = dataset.map(lambda batch: dict(batch, image=center_crop(batch['image'],
-                                                                          self.crop_size)))
+  def eval_dataset(self, batch_size: int | None = None,
+                   context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Every evaluation example, in order, as {'image', 'label'}; label < 0 marks an anomaly.
+
+    With `context` and several replicas, each replica gets ceil(batch / replicas) rows of every
+    global batch (static shapes), and the last global batch is padded by repeating the last
+    example: the gathered results' first `num_eval` rows are every example, in order, and the
+    rest is padding to drop. Without, the last batch is partial.
+    """
+    first, replicas, total = _replicas(context)
+    share = -(-(batch_size or self.batch_size) // total)
+    starts = np.arange(0, self.num_eval, share * total)
+    starts = (starts[:, None] + np.arange(first, first + replicas)[None, :] * share).reshape(-1)
+
+    def batch(start):
+      indices = tf.range(start, start + share)
+      indices = (tf.minimum(indices, self.num_eval - 1) if total > 1
+                 else indices[:tf.maximum(tf.minimum(self.num_eval - start, share), 0)])
+      return {'image': center_crop(self._eval_images(indices), self.crop_size),
+              'label': tf.gather(self._eval_labels, indices)}
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _without_rewrites_or_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def _replicas(context: tf.distribute.InputContext | None) -> tuple[int, int, int]:
+  """The first replica of an input pipeline, its number of replicas, and all replicas."""
+  if context is None:
+    return 0, 1, 1
+  total = context.num_replicas_in_sync
+  replicas = total // context.num_input_pipelines
+  return context.input_pipeline_id * replicas, replicas, total
 
 
 def _without_rewrites_or_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
   """`dataset` without tf.data's static graph rewrites and without its autotuning model.
 
-  A rewrite serialises the dataset's graph and copies every captured tensor (here the whole
-  training set) into it; this pipeline is already parallel and prefetched, so the default rewrites
-  have nothing to add. The autotuning model made deleting an iterator after a training epoch wait
+  A rewrite serialises the dataset's graph and copies every captured tensor into it; this
+  pipeline is already parallel and prefetched, so the default rewrites have nothing to add. The autotuning model made deleting an iterator after a training epoch wait
   about 4.5 s in half of the epochs (measured on 2 cores: WRN-16-2 epochs of 6 s, and every epoch
   ends with a deleted iterator). Without it, AUTOTUNE parallelism is the number of cores and the
   prefetch buffer still grows as needed.

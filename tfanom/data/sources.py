@@ -1,6 +1,7 @@
 """Where labelled images come from: the shipped `digits` set, TFDS datasets, and image folders.
 
-Every source returns whole splits as uint8 arrays in memory; the hold-out split and the input
+Every source returns whole splits as uint8 arrays: in memory (digits, TFDS) or memory-mapped
+from prepared files (folders, ImageNet: `prepared.py`); the hold-out split and the input
 pipelines (`holdout.py`, `pipeline.py`) work on those arrays.
 """
 
@@ -11,8 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfanom.data.arrays import LabelledImages, Source, stratified_mask
-from tfanom.data.decoding import IMAGE_EXTENSIONS, decode_images, list_image_folder
+from tfanom.data.decoding import is_image_file, list_image_folder
 from tfanom.data.imagenet import load_imagenet
+from tfanom.data.prepared import CACHE_FOLDER, file_split, prepared
 from tfanom.errors import UsageError
 
 # Test split fraction and seed for `digits` are fixed so that every run, whatever its --seed, is
@@ -71,8 +73,13 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
   return Source(name=name, class_names=class_names, train=train, test=test)
 
 
-def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False) -> Source:
-  """Any user data in ImageFolder layout: `root/train/<class>/*` and `root/test/<class>/*`."""
+def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False,
+                cache_dir: str | None = None, log=print) -> Source:
+  """Any user data in ImageFolder layout: `root/train/<class>/*` and `root/test/<class>/*`.
+
+  Each split is prepared once per image size (`tfanom.data.prepared`), in `cache_dir` or
+  `root/tfanom_cache`.
+  """
   layout = 'root/train/<class>/*.jpg and root/test/<class>/*.jpg'
   if root is None:
     raise UsageError(f'--dataset=folder needs --data_dir=ROOT laid out as {layout}')
@@ -87,34 +94,55 @@ def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False) -
                      if p.is_dir() and p.name not in class_names)
   if test_only:
     count = sum(1 for name in test_only for p in (root_path / 'test' / name).iterdir()
-                if p.suffix.lower() in IMAGE_EXTENSIONS)
+                if is_image_file(p))
     raise UsageError(f'{root_path / "test"} has {len(test_only)} class folders that train/ lacks '
                      f'({", ".join(test_only)}; {count} images): a class needs training images, '
                      'so add them to train/ or move these folders out')
   _, test_files, test_labels = list_image_folder(root_path / 'test', class_names)
+  cache = pathlib.Path(cache_dir) if cache_dir else root_path / CACHE_FOLDER
 
-  def split(files, labels):
-    images, kept = decode_images(files, image_size, skip_corrupt=skip_corrupt)
-    return LabelledImages(images, labels[kept])
+  def split(name, files, labels):
+    encoded = file_split(name, files, labels, root_path, ['folder', image_size, class_names])
+    return LabelledImages(*prepared(encoded, cache, image_size, skip_corrupt=skip_corrupt,
+                                    log=log))
 
-  return Source(name='folder', class_names=class_names, train=split(train_files, train_labels),
-                test=split(test_files, test_labels))
+  return Source(name='folder', class_names=class_names,
+                train=split('train', train_files, train_labels),
+                test=split('test', test_files, test_labels))
 
 
 DATASETS = ('digits', *TFDS_SOURCES, 'folder')
 
 
 def load_source(name: str, data_dir: str | None = None, image_size: int = 32, members=(),
-                cache_dir: str | None = None, skip_corrupt: bool = False) -> Source:
-  """The dataset `name`; `members` and `cache_dir` apply to the ImageNet subsets alone,
-  `skip_corrupt` to the image files of folders and ImageNet."""
+                cache_dir: str | None = None, skip_corrupt: bool = False, log=print) -> Source:
+  """The dataset `name`; `members` applies to the ImageNet subsets alone, `cache_dir` (where
+  decoded images are prepared) and `skip_corrupt` to the image files of folders and ImageNet;
+  `log` receives the progress lines of a first decode."""
   if name.startswith('imagenet_'):
-    return load_imagenet(name, data_dir, image_size, members, cache_dir, skip_corrupt)
+    return load_imagenet(name, data_dir, image_size, members, cache_dir, skip_corrupt, log)
   if name == 'digits':
     return load_digits()
   if name in TFDS_SOURCES:
     return load_tfds(name, data_dir)
   if name == 'folder':
-    return load_folder(data_dir, image_size, skip_corrupt)
+    return load_folder(data_dir, image_size, skip_corrupt, cache_dir, log)
   raise UsageError(f'--dataset={name} is unknown: choose one of {", ".join(DATASETS)} or an '
                    'ImageNet subset (imagenet_dog, ...)')
+
+
+def configured_source(config, log=print) -> Source:
+  """The source a resolved `TrainConfig` reads (its dataset, data_dir, image_size, members,
+  cache_dir and skip_corrupt)."""
+  return load_source(config.dataset, config.data_dir, config.image_size, config.members,
+                     config.cache_dir, config.skip_corrupt, log)
+
+
+def prepare_data(config, log=print) -> Source:
+  """Prepares the data a training run of `config` (a `TrainConfig`) reads, without training:
+  folders and ImageNet subsets are decoded into their prepared files (`prepared.py`)."""
+  config = config.resolved()
+  source = configured_source(config, log)
+  log(f'{config.dataset}: {len(source.train)} training and {len(source.test)} test images of '
+      f'{"x".join(map(str, source.image_shape))} ready')
+  return source

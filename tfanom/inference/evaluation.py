@@ -19,11 +19,11 @@ import numpy as np
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, available_scores, metrics
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import check_settings, setting
-from tfanom.data.holdout import holdout_text
+from tfanom.data.holdout import holdout_text, load_split
 from tfanom.errors import UsageError
 from tfanom.inference.export import load_export
 from tfanom.inference.features import file_fingerprint
-from tfanom.inference.restore import (data_dir_override, load_run, load_split,
+from tfanom.inference.restore import (data_dir_override, load_run,
                                       odin_epsilon_override, odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule
 from tfanom.inference.scoring import feature_statistics, score_images

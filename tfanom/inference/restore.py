@@ -11,8 +11,7 @@ import tensorflow as tf
 
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.config import TrainConfig, setting
-from tfanom.data.holdout import HoldoutSplit, make_holdout
-from tfanom.data.sources import load_source
+from tfanom.data.holdout import HoldoutSplit, load_split
 from tfanom.errors import UsageError
 from tfanom.models import Trunk, build_model
 from tfanom.training.checkpoints import RunCheckpoint
@@ -42,13 +41,6 @@ class Run:
   model: Trunk
   aux_task: object  # the auxiliary task (its head restored), or None
   checkpoint: str  # the restored checkpoint's path prefix
-
-
-def load_split(config: TrainConfig) -> HoldoutSplit:
-  """The run's hold-out split, rebuilt from its data source exactly as training built it."""
-  source = load_source(config.dataset, config.data_dir, config.image_size, config.members,
-                       config.cache_dir, config.skip_corrupt)
-  return make_holdout(source, config.holdout, config.validation, config.seed)
 
 
 def load_run(workdir: str, data_dir: str | None = None, log=print) -> Run:

@@ -23,7 +23,7 @@ from tfanom.anomaly import FITTED, REGISTRY, available_scores, scores
 from tfanom.anomaly.scores import KNN_K
 from tfanom.auxiliary import aux_norm_task
 from tfanom.auxiliary.rotation import NUM_ROTATIONS
-from tfanom.data.pipeline import to_unit_range
+from tfanom.data.pipeline import center_crop, to_unit_range
 
 
 def mirrored(images):
@@ -163,7 +163,10 @@ class _Statistics(tf.Module):
 class ScoringModule(tf.Module):
   """A restored model's scoring functions; `tf.saved_model.load` returns the same attributes.
 
-  Functions on float images in [0, 1], shape [batch, H, W, C]:
+  Every function takes images at the run's stored size [batch, H, W, C] (`--image_size`) and
+  scores their central `--crop_size` square, the view in-training evaluation scores
+  (`InputPipeline.eval_dataset` calls the same `center_crop`).
+  Functions on float images in [0, 1]:
     features_and_logits(images) -> (penultimate features, class logits)
     odin_scores(images, temperature, epsilon) -> ODIN scores
     rotation_scores(images) -> rotation scores (only when the model has a rotation head)
@@ -218,14 +221,19 @@ class ScoringModule(tf.Module):
     # A loaded signature does not enforce its declared shape, so `_unit_images` checks it.
     raw = tf.TensorSpec([None, *self._shape], tf.uint8, name='images')
     scalar = tf.TensorSpec([], tf.float32)
-    self.features_and_logits = tf.function(self._scorer.features_and_logits,
-                                           input_signature=[unit])
-    self.odin_scores = tf.function(self._scorer.odin_scores, input_signature=[unit, scalar, scalar])
+    self._crop = crop = functools.partial(center_crop, size=run.config.crop_size)
+    self.features_and_logits = tf.function(
+        lambda images: self._scorer.features_and_logits(crop(images)), input_signature=[unit])
+    self.odin_scores = tf.function(
+        lambda images, temperature, epsilon: self._scorer.odin_scores(crop(images), temperature,
+                                                                       epsilon),
+        input_signature=[unit, scalar, scalar])
     self.serve = tf.function(self._serve, input_signature=[raw])
     self.odin = tf.function(self._odin, input_signature=[raw])
     if self._scorer.has_rotation:
       self.aux_head = run.aux_task.head
-      self.rotation_scores = tf.function(self._scorer.rotation_scores, input_signature=[unit])
+      self.rotation_scores = tf.function(
+          lambda images: self._scorer.rotation_scores(crop(images)), input_signature=[unit])
 
   def _unit_images(self, images):
     """uint8 pixels to [0, 1], after checking that they are [batch, H, W, C] of the model's size."""
@@ -240,7 +248,7 @@ class ScoringModule(tf.Module):
         f'images must be uint8 pixels of shape [batch, {height}, {width}, {channels}]; got shape',
         shape], summarize=8)
     with tf.control_dependencies([check]):
-      return tf.ensure_shape(to_unit_range(images), [None, *self._shape])
+      return self._crop(tf.ensure_shape(to_unit_range(images), [None, *self._shape]))
 
   def _scores(self, batch, names):
     """`names`' scores of `batch`, as float32 (the served outputs and the calibrated thresholds)."""

@@ -68,14 +68,19 @@ class Evaluator:
     self.average_precision = {name: metrics.AveragePrecision(name=f'ap_{name}')
                               for name in self.names}
 
-  def run(self, batches) -> tuple[dict, dict]:
+  def run(self, batches, num_examples: int | None = None) -> tuple[dict, dict]:
     """(per-example arrays in order, AP per score in percent); the AP is empty without labels or
-    without anomalies among them (nothing to rank)."""
+    without anomalies among them (nothing to rank). With `num_examples`, the rows after the first
+    `num_examples` are padding, left out of the arrays and the AP."""
     for metric in self.average_precision.values():
       metric.reset_state()
-    parts = {}
+    parts, seen = {}, 0
     for batch in batches:
       outputs = self.step(batch)
+      rows = int(outputs['prediction'].shape[0])
+      if num_examples is not None and seen + rows > num_examples:
+        outputs = {key: value[:max(num_examples - seen, 0)] for key, value in outputs.items()}
+      seen += rows
       if 'label' in outputs:
         is_anomaly = outputs['label'] < 0
         for name, metric in self.average_precision.items():

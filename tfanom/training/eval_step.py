@@ -22,10 +22,11 @@ def make_evaluator(config: TrainConfig, model, strategy: tf.distribute.Strategy,
       strategy, jit_compile=config.xla)
 
 
-def evaluate(evaluator: Evaluator, dataset) -> tuple[dict, dict]:
-  """Runs `evaluator` over a distributed dataset; returns (metrics in %, per-example arrays):
-  accuracy on known classes, skew, the streamed AP per score and the correct-only figures."""
-  arrays, average_precision = evaluator.run(dataset)
+def evaluate(evaluator: Evaluator, dataset, num_examples: int) -> tuple[dict, dict]:
+  """Runs `evaluator` over the first `num_examples` rows of a distributed dataset; returns
+  (metrics in %, per-example arrays): accuracy on known classes, skew, the streamed AP per score
+  and the correct-only figures."""
+  arrays, average_precision = evaluator.run(dataset, num_examples)
   return dict(metrics.classification_summary(arrays['label'], arrays['prediction']),
               ap=average_precision,
               **metrics.masking_by_metric(arrays, evaluator.names)), arrays

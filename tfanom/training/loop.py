@@ -129,11 +129,9 @@ class Trainer:
     advances the progress to the start of the next epoch."""
     config, progress = self.config, self.progress
     step = int(progress.step_in_epoch.numpy())
-    options = tf.data.Options()
-    # Each dataset element is a whole global batch: workers split it, never skip it.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = self.strategy.experimental_distribute_dataset(
-        self.pipeline.train_dataset(epoch, start_step=step).with_options(options))
+    # Each input pipeline reads its own replicas' shares of every global batch (InputPipeline).
+    dataset = self.strategy.distribute_datasets_from_function(
+        lambda context: self.pipeline.train_dataset(epoch, step, context))
     iterator = iter(dataset)
     totals = progress.epoch_totals.numpy()
     throttle, last_save, first_step = Throttle(), step, step
@@ -185,5 +183,7 @@ class Trainer:
 
   def evaluate(self):
     """Scores every evaluation example; returns (metrics in %, per-example arrays)."""
-    return eval_step.evaluate(self._evaluator, self.strategy.experimental_distribute_dataset(
-        self.pipeline.eval_dataset(self.config.eval_batch_size)))
+    dataset = self.strategy.distribute_datasets_from_function(
+        lambda context: self.pipeline.eval_dataset(self.config.eval_batch_size, context))
+    # Rows after the last example pad the last batch (InputPipeline.eval_dataset).
+    return eval_step.evaluate(self._evaluator, dataset, self.pipeline.num_eval)

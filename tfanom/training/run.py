@@ -12,10 +12,9 @@ import os
 import tensorflow as tf
 
 from tfanom.config import TrainConfig
-from tfanom.data.holdout import holdout_text
+from tfanom.data.holdout import holdout_text, load_split
 from tfanom.models import network_name
 from tfanom.errors import UsageError
-from tfanom.inference.restore import load_split
 from tfanom.io import write_json_atomic
 from tfanom.summaries import STD_KIND, mean_std, text_table
 from tfanom.training.distribute import make_strategy
