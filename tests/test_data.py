@@ -14,7 +14,7 @@ from tfanom.data import prepared
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.arrays import LabelledImages, Source
-from tfanom.data.decoding import (ORIENTATION_TAG, decode_image, decode_images, find_image_files,
+from tfanom.data.decoding import (ORIENTATION_TAG, decode_files, decode_image, find_image_files,
                                   input_root)
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
@@ -443,6 +443,13 @@ def test_decoding_turns_images_upright_by_their_exif_orientation(tmp_path, orien
   np.testing.assert_array_equal(expected, np.asarray(upright))
   decoded = decode_image(tf.constant(path.read_bytes()), 3).numpy()
   np.testing.assert_array_equal(decoded, expected)
+
+
+def decode_images(files, image_size):
+  """The images `decode_files` decodes from `files`, and their positions in `files`."""
+  batches = list(decode_files(files, image_size, 3))
+  return (np.concatenate([images for images, _ in batches]),
+          np.concatenate([positions for _, positions in batches]))
 
 
 def test_a_phone_jpeg_tagged_orientation_6_decodes_as_the_upright_photo(tmp_path):
