@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 
-from experiments.sweep_root import RunState
-from experiments.sweeps import Run
+from .sweep_state import RunState
+from .named_sweeps import SweepRun
 from tfanom.config import format_value
 from tfanom.workdir import lock_exclusively
 
@@ -26,7 +26,7 @@ TERMINATE_SECONDS = 30
 _ERROR = re.compile(r'error|exception|fatal', re.IGNORECASE)
 
 
-def train_command(run: Run, workdir: str, module: str = 'tfanom.train') -> list[str]:
+def train_command(run: SweepRun, workdir: str, module: str = 'tfanom.train') -> list[str]:
   """`python -m tfanom.train` with the run's settings; rerunning it resumes from checkpoints."""
   return [sys.executable, '-m', module, f'--workdir={workdir}',
           *(f'--{key}={format_value(value)}' for key, value in run.settings.items())]

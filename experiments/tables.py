@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from experiments import paper_numbers
-from experiments.sweep_root import RunState
-from experiments.sweeps import RUN_KEYS, format_value
+from . import paper_numbers
+from .sweep_state import RunState
+from .named_sweeps import RUN_KEYS, format_value
 
 METRICS = (('msp', 'MSP'), ('odin', 'ODIN'), ('accuracy', 'Accuracy'))
 AUX_LABELS = {'none': 'Classification-only', 'rotation': 'Rotation-augmented',

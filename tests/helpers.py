@@ -29,7 +29,7 @@ def run_train_command(args):
   TensorFlow again, about 5 s of CPU per run. Only tfanom.train's flags are defined in the test
   processes; other commands run as subprocesses, as their flags share names with these."""
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from tfanom.cli import train as train_cli  # pylint: disable=g-import-not-at-top
+  from tfanom import train as train_cli  # pylint: disable=g-import-not-at-top
   from tfanom.cli.flags import parse_flags  # pylint: disable=g-import-not-at-top
   handlers = {number: signal.getsignal(number) for number in train_cli.STOP_SIGNALS}
   try:

@@ -149,7 +149,7 @@ def test_imports_have_no_cycle():
 
 def test_only_training_code_imports_the_training_loop():
   graph = _import_graph()
-  trains = (':tfanom/training/', ':tfanom/cli/train', ':tfanom/train', ':benchmarks/')
+  trains = (':tfanom/training/', ':tfanom/train', ':benchmarks/')
   # Evaluation and export read checkpoints as training writes them, through the one definition of
   # what a checkpoint holds; that module imports no other part of training.
   # (A module depends on its packages' __init__.py, which import nothing.)

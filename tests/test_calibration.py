@@ -13,7 +13,7 @@ from tfanom.data.holdout import make_holdout
 from tfanom.errors import UsageError
 from tfanom.inference.calibration import (NORMAL_RATES, calibrate, check_normal_rate,
                                           conformal_threshold, rates_with)
-from tfanom.inference.export import calibration_images
+from tfanom.inference.savedmodel import calibration_images
 
 
 @pytest.mark.parametrize('n', [1, 9, 19, 100, 1001])

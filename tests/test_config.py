@@ -15,8 +15,8 @@ from tfanom.config import (RESUMABLE_DIFFERENCES, TrainConfig, check_settings, p
 from tfanom.defaults import DATASET_DEFAULTS
 from tfanom.errors import UsageError
 from tfanom.inference.evaluation import EvalConfig
-from tfanom.inference.export import ExportConfig
-from tfanom.inference.score_files import ScoreConfig
+from tfanom.inference.savedmodel import ExportConfig
+from tfanom.inference.image_files import ScoreConfig
 from tfanom.workdir import CONFIG_FILE, check_resumable, config_from_json
 
 

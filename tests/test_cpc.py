@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import paper_numbers, sweep_root, sweeps, tables
+from experiments import paper_numbers, sweep_state, named_sweeps, tables
 from test_experiments import usable_of, write_results  # pylint: disable=wrong-import-order
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.auxiliary.cpc import TEMPERATURE, CPCTask, info_nce
@@ -194,13 +194,13 @@ def test_rotation_is_unchanged_by_the_auxiliary_task_interface():
 
 
 def test_table6_report_has_cpc_columns_and_the_paper_numbers(tmp_path):
-  chosen = sweeps.select(sweeps.expand('table6'), ['dataset=imagenet_car',
+  chosen = named_sweeps.select(named_sweeps.expand('table6'), ['dataset=imagenet_car',
                                                    'dataset=imagenet_spider', 'seed=0'])
   assert {run.settings['aux'] for run in chosen} == {'none', 'cpc'}
   assert all(run.settings['padding'] == 'reflect' for run in chosen)
   for run in chosen:
     write_results(tmp_path, run, 20.0 + (run.settings['aux'] == 'cpc'), 25.0, 70.0)
-  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_state.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('table6', states, usable_of(states), compare=True)
   groups = [column.group for column in table.columns]
   assert 'CPC-augmented' in groups and 'Classification-only' in groups

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from tests.helpers import own_lines
 
-from experiments import paper_numbers, runner, sweep_root, sweeps, tables
+from experiments import paper_numbers, runner, sweep_state, named_sweeps, tables
 from tfanom.config import setting_kinds
-from experiments.sweeps import Run
+from experiments.named_sweeps import SweepRun
 from tfanom.errors import UsageError
 from tfanom.workdir import lock_exclusively
 
@@ -62,7 +62,7 @@ FAKE_TRAINER = textwrap.dedent('''
                                          ('table7', 30), ('smoke', 40),
                                          ('digits', 40)])
 def test_sweep_sizes_and_workdirs(name, count):
-  expanded = sweeps.expand(name)
+  expanded = named_sweeps.expand(name)
   assert len(expanded) == count
   assert len({run.workdir for run in expanded}) == count
   for run in expanded:
@@ -72,37 +72,37 @@ def test_sweep_sizes_and_workdirs(name, count):
 
 
 def test_sweep_contents():
-  assert 'cifar10/holdout9/rotation/seed2' in {run.workdir for run in sweeps.expand('table3')}
-  assert {run.settings['dataset'] for run in sweeps.expand('table4')} == {'stl10'}
-  table5 = {run.workdir for run in sweeps.expand('table5')}
+  assert 'cifar10/holdout9/rotation/seed2' in {run.workdir for run in named_sweeps.expand('table3')}
+  assert {run.settings['dataset'] for run in named_sweeps.expand('table4')} == {'stl10'}
+  table5 = {run.workdir for run in named_sweeps.expand('table5')}
   assert 'imagenet_dog/holdout11/none/seed0' in table5
   assert 'imagenet_dog/holdout12/none/seed0' not in table5
   assert 'imagenet_fungus/holdout5/rotation/seed2' in table5
-  table7 = sweeps.expand('table7')
+  table7 = named_sweeps.expand('table7')
   assert {(r.settings['aux'], r.settings['augment']) for r in table7} == {('none', 'center_mask')}
-  smoke = sweeps.expand('smoke')
+  smoke = named_sweeps.expand('smoke')
   assert {r.settings['seed'] for r in smoke} == {0, 1}
   assert {(r.settings['dataset'], r.settings['depth'], r.settings['width']) for r in smoke} == {
       ('digits', 10, 1)}
 
 
 def test_overrides_are_typed_and_checked():
-  overrides = sweeps.parse_overrides(['epochs=5', 'rotation_weight=1', 'validation=true',
+  overrides = named_sweeps.parse_overrides(['epochs=5', 'rotation_weight=1', 'validation=true',
                                       'data_dir=/data'], 'table3')
   assert overrides == dict(epochs=5, aux_weight=1.0, validation=True, data_dir='/data')
-  assert all(run.settings['epochs'] == 5 for run in sweeps.expand('table3', overrides))
+  assert all(run.settings['epochs'] == 5 for run in named_sweeps.expand('table3', overrides))
   with pytest.raises(UsageError, match='epoch is not a tfanom.train flag'):
-    sweeps.parse_overrides(['epoch=5'], 'table3')
+    named_sweeps.parse_overrides(['epoch=5'], 'table3')
   with pytest.raises(UsageError, match='holdout varies.*--only=holdout=3'):
-    sweeps.parse_overrides(['holdout=3'], 'table3')
+    named_sweeps.parse_overrides(['holdout=3'], 'table3')
   with pytest.raises(UsageError, match='^--set: --epochs=five must be an integer$'):
-    sweeps.parse_overrides(['epochs=five'], 'table3')
+    named_sweeps.parse_overrides(['epochs=five'], 'table3')
   with pytest.raises(UsageError, match='not key=value'):
-    sweeps.parse_overrides(['epochs'], 'table3')
+    named_sweeps.parse_overrides(['epochs'], 'table3')
   with pytest.raises(UsageError, match='--sweep=table9 is unknown'):
-    sweeps.expand('table9')
+    named_sweeps.expand('table9')
   # A setting shared by every run may be overridden, and names the workdir when it is the aux.
-  first = sweeps.expand('table7', dict(aux='rotation'))[0]
+  first = named_sweeps.expand('table7', dict(aux='rotation'))[0]
   assert first.workdir == 'cifar10/holdout0/rotation/seed0'
 
 
@@ -120,33 +120,33 @@ def test_overrides_are_typed_and_checked():
     ('members=n01440764', '--members applies to it alone')])
 def test_a_set_value_no_run_can_train_with_is_refused_before_any_run(item, message):
   with pytest.raises(UsageError, match=message) as raised:
-    sweeps.expand('smoke', sweeps.parse_overrides([item], 'smoke'))
+    named_sweeps.expand('smoke', named_sweeps.parse_overrides([item], 'smoke'))
   assert '\n' not in str(raised.value)
 
 
 def test_every_run_of_every_sweep_is_a_valid_config():
-  for name in sweeps.SWEEPS:
-    assert sweeps.expand(name)  # each run resolved, as tfanom.train resolves it
+  for name in named_sweeps.SWEEPS:
+    assert named_sweeps.expand(name)  # each run resolved, as tfanom.train resolves it
 
 
 def test_only_selects_runs():
-  chosen = sweeps.select(sweeps.expand('table3'), ['holdout=3', 'holdout=4', 'aux=none'])
+  chosen = named_sweeps.select(named_sweeps.expand('table3'), ['holdout=3', 'holdout=4', 'aux=none'])
   assert len(chosen) == 2 * 3
   assert {(r.settings['holdout'], r.settings['aux']) for r in chosen} == {('3', 'none'),
                                                                           ('4', 'none')}
   with pytest.raises(UsageError, match='no setting colour'):
-    sweeps.select(sweeps.expand('table3'), ['colour=red'])
+    named_sweeps.select(named_sweeps.expand('table3'), ['colour=red'])
   with pytest.raises(UsageError, match='matches none'):
-    sweeps.select(sweeps.expand('table3'), ['seed=7'])
+    named_sweeps.select(named_sweeps.expand('table3'), ['seed=7'])
 
 
 def test_root_of_another_definition_is_refused(tmp_path):
-  sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
-  sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(data_dir='/x')))
+  sweep_state.record_definition(str(tmp_path), 'smoke', named_sweeps.expand('smoke'))
+  sweep_state.record_definition(str(tmp_path), 'smoke', named_sweeps.expand('smoke', dict(data_dir='/x')))
   with pytest.raises(UsageError, match=r'another sweep definition \(epochs: 3 there, 5 now\)'):
-    sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke', dict(epochs=5)))
+    sweep_state.record_definition(str(tmp_path), 'smoke', named_sweeps.expand('smoke', dict(epochs=5)))
   with pytest.raises(UsageError, match='sweep smoke there, table3 now'):
-    sweep_root.record_definition(str(tmp_path), 'table3', sweeps.expand('table3'))
+    sweep_state.record_definition(str(tmp_path), 'table3', named_sweeps.expand('table3'))
 
 
 # The runner, on the fake trainer ------------------------------------------------------------
@@ -285,8 +285,8 @@ def test_a_run_another_sweep_trains_is_waited_for_and_counted_complete(tmp_path,
   monkeypatch.setenv('PYTHONPATH', f'{REPO}{os.pathsep}{tmp_path}')
   monkeypatch.setenv('FAKE_RECORD', str(tmp_path / 'record.txt'))
   root = tmp_path / 'root'
-  held, free = [sweep_root.run_state(str(root), run) for run in sweeps.select(
-      sweeps.expand('smoke'), ['holdout=0', 'holdout=1', 'seed=0', 'aux=none'])]
+  held, free = [sweep_state.run_state(str(root), run) for run in named_sweeps.select(
+      named_sweeps.expand('smoke'), ['holdout=0', 'holdout=1', 'seed=0', 'aux=none'])]
   os.makedirs(held.workdir)
   other_sweep = open(held.log_path, 'a')  # another sweep training `held`
   assert lock_exclusively(other_sweep)
@@ -329,7 +329,7 @@ def test_two_sweeps_on_one_root_train_each_run_once_and_both_succeed(tmp_path):
 
 # The report ---------------------------------------------------------------------------------
 
-def write_results(root, run: Run, msp, odin, accuracy, final=True):
+def write_results(root, run: SweepRun, msp, odin, accuracy, final=True):
   metrics = dict(accuracy=accuracy, skew=10.0, ap=dict(msp=msp, odin=odin))
   holdout = int(run.settings['holdout'])
   results = dict(dataset=run.settings['dataset'], holdout=dict(index=holdout, name=f'c{holdout}'),
@@ -346,14 +346,14 @@ def usable_of(states):
 
 
 def test_report_aggregates_mean_std_and_average(tmp_path):
-  chosen = sweeps.select(sweeps.expand('smoke'), ['holdout=0', 'holdout=1'])
+  chosen = named_sweeps.select(named_sweeps.expand('smoke'), ['holdout=0', 'holdout=1'])
   # MSP per (holdout, seed); the other metrics are fixed offsets of it.
   msp = {('0', 0): 10.0, ('0', 1): 20.0, ('1', 0): 30.0, ('1', 1): 10.0}
   for run in chosen:
     value = msp[(run.settings['holdout'], run.settings['seed'])]
     value += 1.0 if run.settings['aux'] == 'rotation' else 0.0
     write_results(tmp_path, run, value, value + 2, 90.0)
-  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_state.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('smoke', states, usable_of(states), compare=False)
   assert [label for label, _ in table.rows] == ['c0', 'c1', 'Average']
   by_label = dict(table.rows)
@@ -381,12 +381,12 @@ def test_report_aggregates_mean_std_and_average(tmp_path):
 
 
 def test_report_marks_incomplete_and_fallback(tmp_path):
-  chosen = sweeps.select(sweeps.expand('smoke'), ['holdout=0', 'holdout=1', 'aux=none'])
+  chosen = named_sweeps.select(named_sweeps.expand('smoke'), ['holdout=0', 'holdout=1', 'aux=none'])
   for run in chosen:
     if (run.settings['holdout'], run.settings['seed']) != ('1', 1):
       write_results(tmp_path, run, 10.0 + run.settings['seed'], 12.0, 90.0,
                     final=run.settings['holdout'] != '0')
-  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_state.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('smoke', states, usable_of(states), compare=False)
   by_label = dict(table.rows)
   assert by_label['c1'][0].mean == 10.0 and by_label['c1'][0].std is None
@@ -405,8 +405,8 @@ def report_cli(root, *args):
 
 
 def test_report_compares_with_the_paper(tmp_path):
-  all_runs = sweeps.expand('table3')
-  sweep_root.record_definition(str(tmp_path), 'table3', all_runs)
+  all_runs = named_sweeps.expand('table3')
+  sweep_state.record_definition(str(tmp_path), 'table3', all_runs)
   for run in all_runs:
     if run.settings['holdout'] == '3':
       write_results(tmp_path, run, 40.0, 41.0, 96.0)
@@ -426,8 +426,8 @@ def test_report_compares_with_the_paper(tmp_path):
 
 
 def test_report_puts_more_scores_beside_msp_and_odin(tmp_path):
-  chosen = sweeps.select(sweeps.expand('smoke'), ['holdout=0', 'aux=rotation'])
-  sweep_root.record_definition(str(tmp_path), 'smoke', chosen)
+  chosen = named_sweeps.select(named_sweeps.expand('smoke'), ['holdout=0', 'aux=rotation'])
+  sweep_state.record_definition(str(tmp_path), 'smoke', chosen)
   for run in chosen:
     write_results(tmp_path, run, 10.0, 12.0, 90.0)
     if run.settings['seed'] == 0:  # seed 1 was never evaluated
@@ -448,11 +448,11 @@ def test_report_puts_more_scores_beside_msp_and_odin(tmp_path):
 
 
 def test_report_one_row_per_dataset_with_skew(tmp_path):
-  chosen = sweeps.select(sweeps.expand('table5'), ['dataset=imagenet_spider',
+  chosen = named_sweeps.select(named_sweeps.expand('table5'), ['dataset=imagenet_spider',
                                                    'dataset=imagenet_fungus', 'seed=0'])
   for run in chosen:
     write_results(tmp_path, run, 20.0 + int(run.settings['holdout']), 25.0, 70.0)
-  states = [sweep_root.run_state(str(tmp_path), run) for run in chosen]
+  states = [sweep_state.run_state(str(tmp_path), run) for run in chosen]
   table = tables.build_table('table5', states, usable_of(states), compare=True)
   assert [label for label, _ in table.rows] == ['imagenet_spider', 'imagenet_fungus']
   skew, msp = table.rows[0][1][:2]
@@ -465,7 +465,7 @@ def test_bad_report_input(tmp_path):
   result = report_cli(tmp_path)
   assert result.returncode == 2
   assert 'holds no sweep.json' in result.stderr and len(own_lines(result.stderr)) == 1
-  sweep_root.record_definition(str(tmp_path), 'smoke', sweeps.expand('smoke'))
+  sweep_state.record_definition(str(tmp_path), 'smoke', named_sweeps.expand('smoke'))
   result = report_cli(tmp_path, '--compare=paper')
   assert result.returncode == 2 and 'sweep smoke, which has no table in the paper' in result.stderr
 
@@ -515,10 +515,10 @@ def write_paired_results(root, run):
 
 
 def test_paired_study_on_results_json_matches_a_hand_t_interval(tmp_path):
-  runs = sweeps.expand('rotation_fast')
+  runs = named_sweeps.expand('rotation_fast')
   for run in runs:
     write_paired_results(tmp_path, run)
-  states = [sweep_root.run_state(str(tmp_path), run) for run in runs]
+  states = [sweep_state.run_state(str(tmp_path), run) for run in runs]
   figures = {s.run.workdir: {'results.json': tables.figures_of_results(s.results),
                              'eval.json': None} for s in states}
   study = tables.paired_study('rotation_fast', states, figures)
@@ -557,8 +557,8 @@ def write_evaluation(root, run, scores, correct_only=True):
 
 
 def test_paired_report_reads_eval_json_scores_npz_and_results_json(tmp_path):
-  runs = sweeps.expand('rotation_fast')
-  sweep_root.record_definition(str(tmp_path), 'rotation_fast', runs)
+  runs = named_sweeps.expand('rotation_fast')
+  sweep_state.record_definition(str(tmp_path), 'rotation_fast', runs)
   none_scores = dict(msp=0.0, odin=3.0, knn=6.0)
   rotation_scores = dict(none_scores, rotation=-5.0, rotpred=7.0)
   rng = np.random.default_rng(0)
@@ -612,8 +612,8 @@ def test_paired_report_reads_eval_json_scores_npz_and_results_json(tmp_path):
 
 
 def test_paired_report_of_a_root_without_pairs(tmp_path):
-  runs = sweeps.select(sweeps.expand('smoke'), ['aux=none'])
-  sweep_root.record_definition(str(tmp_path), 'smoke', runs)
+  runs = named_sweeps.select(named_sweeps.expand('smoke'), ['aux=none'])
+  sweep_state.record_definition(str(tmp_path), 'smoke', runs)
   result = report_cli(tmp_path, '--paired')
   assert result.returncode == 2 and 'holds no --aux=none / --aux=rotation pair' in result.stderr
   assert len(own_lines(result.stderr)) == 1
@@ -649,9 +649,9 @@ def test_one_real_run_is_complete_and_skipped(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(REPO))
   first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert first.returncode == 0, first.stdout + first.stderr
-  run, = sweeps.select(sweeps.expand('smoke', dict(epochs=1, final_window=1)),
+  run, = named_sweeps.select(named_sweeps.expand('smoke', dict(epochs=1, final_window=1)),
                        ['holdout=0', 'aux=none', 'seed=0'])
-  assert sweep_root.run_state(str(root), run).status == 'complete'
+  assert sweep_state.run_state(str(root), run).status == 'complete'
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # slow: only this test needs it
   tags = {value.tag for path in (root / run.workdir / 'tensorboard').glob('events.out.tfevents.*')
           for event in tf.compat.v1.train.summary_iterator(str(path))

@@ -15,7 +15,7 @@ from tensorflow.python.tools import saved_model_utils
 from tfanom.anomaly import DEFAULT_SCORE, SCORES
 from tfanom.data.holdout import relabel
 from tfanom.data.sources import load_digits
-from tfanom.inference import export
+from tfanom.inference import savedmodel
 from tfanom.inference.calibration import NORMAL_RATES
 from tfanom.inference.scorer import ScoringModule
 from tfanom.inference.restore import load_run
@@ -84,8 +84,8 @@ def exported(digits_export, tmp_path_factory):
   shutil.copytree(digits_export['workdir'], workdir)
   run = load_run(str(workdir))
   temperature, epsilon = run.config.odin_temperature, run.config.odin_epsilon
-  detector = export.build_detector(
-      run, export.ExportConfig(workdir=str(workdir), export_dir=str(export_dir)), temperature,
+  detector = savedmodel.build_detector(
+      run, savedmodel.ExportConfig(workdir=str(workdir), export_dir=str(export_dir)), temperature,
       epsilon, log=lambda line: None)
   live = ScoringModule(run, temperature, epsilon, detector)
   return dict(root=root, workdir=workdir, export_dir=export_dir, stdout=digits_export['stdout'],
@@ -198,19 +198,19 @@ def test_export_refuses_bad_detector_settings(exported, tmp_path):
                              (dict(normal_rate=0.0), 'strictly between 0 and 1'),
                              (dict(score='nope'), 'unknown'),
                              (dict(knn_bank_size=-1), 'must be >= 0')]:
-    config = export.ExportConfig(workdir=workdir, export_dir=str(tmp_path / '1'), **overrides)
+    config = savedmodel.ExportConfig(workdir=workdir, export_dir=str(tmp_path / '1'), **overrides)
     with pytest.raises(UsageError, match=message):
-      export.export_run(config)
+      savedmodel.export_run(config)
   assert list(tmp_path.iterdir()) == []
 
 
 def test_a_knn_bank_subsample_is_stored_at_its_size(exported):
   statistics = exported['detector'].statistics
-  smaller = export.subsample_bank(statistics, 100, seed=0)
+  smaller = savedmodel.subsample_bank(statistics, 100, seed=0)
   assert smaller.bank.shape == (100, statistics.bank.shape[1])
   rows = {row.tobytes() for row in statistics.bank}
   assert all(row.tobytes() in rows for row in smaller.bank)
-  assert export.subsample_bank(statistics, 0, seed=0) is statistics
+  assert savedmodel.subsample_bank(statistics, 0, seed=0) is statistics
 
 
 def test_scores_are_oriented_and_consistent(exported):
@@ -298,7 +298,7 @@ def test_a_damaged_export_is_one_line(exported, tmp_path, damage):
   message = (f'--export_dir={export_dir} is damaged .*: export it again with python -m '
              'tfanom.export --workdir=RUN --export_dir=... --overwrite')
   with pytest.raises(UsageError, match=message):
-    export.load_export(str(export_dir))
+    savedmodel.load_export(str(export_dir))
   with pytest.raises(UsageError, match=message):
     evaluate(EvalConfig(workdir=str(tmp_path / 'out'), export_dir=str(export_dir)),
              log=lambda line: None)
@@ -307,7 +307,7 @@ def test_a_damaged_export_is_one_line(exported, tmp_path, damage):
 
 def test_refuses_a_folder_that_is_not_a_version(exported):
   with pytest.raises(UsageError, match='numbered version folder'):
-    export.export(exported['run'], str(exported['root'] / 'models' / 'digits'))
+    savedmodel.export(exported['run'], str(exported['root'] / 'models' / 'digits'))
 
 
 def fake_save(module, path, signatures):
@@ -322,14 +322,14 @@ def test_refuses_a_non_empty_folder_unless_overwriting(exported, tmp_path, monke
   export_dir.mkdir()
   (export_dir / 'keep.txt').write_text('previous export')
   with pytest.raises(UsageError, match='exists and is not empty.*--overwrite'):
-    export.export(exported['run'], str(export_dir))
+    savedmodel.export(exported['run'], str(export_dir))
   # --overwrite replaces only what tfanom wrote.
   with pytest.raises(UsageError, match=r"holds 1 file\(s\) tfanom did not write \('keep.txt'\)"):
-    export.export(exported['run'], str(export_dir), overwrite=True)
+    savedmodel.export(exported['run'], str(export_dir), overwrite=True)
   assert (export_dir / 'keep.txt').read_text() == 'previous export'
   (export_dir / 'keep.txt').unlink()
-  export.export(exported['run'], str(export_dir))
-  export.export(exported['run'], str(export_dir), overwrite=True)
+  savedmodel.export(exported['run'], str(export_dir))
+  savedmodel.export(exported['run'], str(export_dir), overwrite=True)
   assert sorted(p.name for p in export_dir.iterdir()) == [OUTPUT_MARKER, 'saved_model.pb']
   assert [p.name for p in tmp_path.iterdir()] == ['7']
 
@@ -341,17 +341,17 @@ def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
 
   monkeypatch.setattr(tf.saved_model, 'save', failing_save)
   with pytest.raises(UsageError, match=r'cannot write .*/1: disk full; check that its folder'):
-    export.export(exported['run'], str(tmp_path / '1'))
+    savedmodel.export(exported['run'], str(tmp_path / '1'))
   assert list(tmp_path.iterdir()) == []
   previous = tmp_path / '2'
   with monkeypatch.context() as patched:
     patched.setattr(tf.saved_model, 'save', fake_save)
-    export.export(exported['run'], str(previous))
+    savedmodel.export(exported['run'], str(previous))
   (previous / 'saved_model.pb').write_text('previous export')
   with pytest.raises(UsageError, match='disk full'):
-    export.export(exported['run'], str(previous), overwrite=True)
+    savedmodel.export(exported['run'], str(previous), overwrite=True)
   assert [p.name for p in tmp_path.iterdir()] == ['2']
   assert (previous / 'saved_model.pb').read_text() == 'previous export'
   (tmp_path / 'taken').write_text('a file')
   with pytest.raises(UsageError, match='cannot write .*taken/models/1'):
-    export.export(exported['run'], str(tmp_path / 'taken' / 'models' / '1'))
+    savedmodel.export(exported['run'], str(tmp_path / 'taken' / 'models' / '1'))

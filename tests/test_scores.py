@@ -249,7 +249,7 @@ def test_the_registry_applies_each_formula_to_its_arguments():
 
 def test_score_names_import_without_tensorflow():
   """experiments.report checks score names without TensorFlow (its start-up cost)."""
-  code = ('import sys; import tfanom.anomaly, experiments.cli.report; '
+  code = ('import sys; import tfanom.anomaly, experiments.report; '
           'assert "tensorflow" not in sys.modules, "tensorflow imported"')
   result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
                           text=True, check=False)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from experiments import sweeps
+from experiments import named_sweeps
 from tfanom.baselines import BaselineConfig
 from tfanom.config import TrainConfig
 from tfanom.training.run import trial_configs
@@ -26,7 +26,7 @@ def test_a_trial_lives_where_the_same_run_alone_and_in_a_sweep_lives():
   assert [t.workdir for t in trials] == [
       default_workdir(dataclasses.replace(config, seed=s)) for s in (0, 1, 2)]
   assert trials_root(config) == os.path.dirname(default_workdir(config))
-  sweep_run = next(run for run in sweeps.expand('table3') if run.settings['holdout'] == '3'
+  sweep_run = next(run for run in named_sweeps.expand('table3') if run.settings['holdout'] == '3'
                    and run.settings['aux'] == 'rotation' and run.settings['seed'] == 1)
   assert os.path.join('runs', sweep_run.workdir) == default_workdir(config)
 

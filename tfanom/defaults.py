@@ -2,7 +2,7 @@
 and for CPC. What each default was measured against is in docs/results.md and docs/cpc.md.
 """
 
-from tfanom.data.subsets import SUBSETS as IMAGENET_SUBSETS
+from tfanom.data.subsets import SUBSETS
 
 # Fields a flag may leave to the dataset; every other field has one default for all datasets.
 DATASET_DEFAULTS = {
@@ -26,7 +26,7 @@ DATASET_DEFAULTS = {
     **{f'imagenet_{subset}': dict(depth=28, width=4, dropout=0.0, epochs=200, batch_size=64,
                                   aux_weight=0.5, augment='crop_flip', extra_groups=1,
                                   stem='imagenet_maxpool', image_size=256, crop_size=224)
-       for subset in (*IMAGENET_SUBSETS, 'subset')},
+       for subset in (*SUBSETS, 'subset')},
 }
 
 

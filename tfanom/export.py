@@ -1,6 +1,43 @@
-"""`python -m tfanom.export`: the command line of `tfanom.cli.export`."""
+r"""Exports a trained run as a SavedModel for TF Serving.
 
-from tfanom.cli.export import run_main
+  python -m tfanom.export --workdir=runs/digits/holdout0/rotation/seed0 --export_dir=models/digits/1
+
+--export_dir is a numbered version folder, as TF Serving expects. The SavedModel takes raw uint8
+images [batch, H, W, C] of the training size; signature `serving_default` returns probabilities,
+class_id, class_name, one *_score per score of a forward pass (the feature scores from statistics
+stored in the SavedModel), and anomaly_score and is_anomaly for --score at the threshold
+calibrated on normal images for --normal_rate; signature `odin` returns odin_score and is_anomaly.
+Every *_score is higher for more anomalous images. See docs/serving.md.
+"""
+
+import sys
+
+from tfanom.cli.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from tfanom.cli import flags as cli_flags  # noqa: E402
+from tfanom.cli.flags import config_main, define_flags, run_command  # noqa: E402
+from tfanom.inference.savedmodel import ExportConfig, export_run, export_summary  # noqa: E402
+
+# --help lists the key flags of the main module: the generated ones count as this module's.
+_SETTINGS = define_flags(ExportConfig)
+flags.adopt_module_key_flags(cli_flags)
+
+
+def _export(config: ExportConfig, log) -> None:
+  log(export_summary(*export_run(config, log)))
+
+
+main = config_main('tfanom.export', ExportConfig, _SETTINGS, _export)
+
+
+def run_main():
+  """The `tfanom-export` console script."""
+  run_command(main, sys.modules[__name__])
+
 
 if __name__ == '__main__':
   run_main()

@@ -1,6 +1,35 @@
-"""`python -m tfanom.prepare`: the command line of `tfanom.cli.prepare`."""
+r"""Prepares a dataset once, without training: folders and ImageNet subsets are decoded into
+their prepared files (docs/protocol.md, "Prepared data and memory").
 
-from tfanom.cli.prepare import run_main
+  python -m tfanom.prepare --dataset=folder --data_dir=ROOT --image_size=64
+  python -m tfanom.prepare --dataset=imagenet_dog --data_dir=$ILSVRC --cache_dir=/shared/cache
+
+It takes the flags of tfanom.train and prepares what that training command would read.
+"""
+
+import sys
+
+from tfanom.cli.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from tfanom.cli import flags as cli_flags  # noqa: E402
+from tfanom.cli.flags import config_main, define_flags, run_command  # noqa: E402
+from tfanom.config import TrainConfig  # noqa: E402
+from tfanom.data.sources import prepare_data  # noqa: E402
+
+# --help lists the key flags of the main module: the generated ones count as this module's.
+_SETTINGS = define_flags(TrainConfig)
+flags.adopt_module_key_flags(cli_flags)
+main = config_main('tfanom.prepare', TrainConfig, _SETTINGS, prepare_data)
+
+
+def run_main():
+  """The `tfanom-prepare` console script."""
+  run_command(main, sys.modules[__name__])
+
 
 if __name__ == '__main__':
   run_main()

@@ -1,1 +1,1 @@
-"""The command lines: each turns its flags into a typed config and makes one library call."""
+"""What the command lines share: flags generated from a config dataclass, with one-line errors, and a quiet TensorFlow start-up."""

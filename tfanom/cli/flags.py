@@ -107,6 +107,6 @@ def run_command(main, module) -> None:
   for flag in flags.FLAGS.get_key_flags_for_module(module):
     flags.FLAGS.register_key_flag_for_module(program, flag)
   sys.modules['__main__'].__doc__ = module.__doc__
-  # tfanom.cli.train is the command tfanom.train, experiments.cli.sweep experiments.sweep.
+  # tfanom.train is the command tfanom.train, experiments.sweep experiments.sweep.
   name = module.__name__.replace('.cli.', '.')
   app.run(main, flags_parser=lambda argv: parse_flags(name, argv))

@@ -3,7 +3,7 @@
 `evaluate` restores the latest checkpoint of a workdir (or loads an export), fits the feature
 statistics that the feature scores need on the training split (cached in the workdir),
 scores every evaluation example in batches with the evaluator that training's evaluation runs
-(`tfanom.inference.scoring.Evaluator`) and writes, in the workdir, `eval.json` (AP, AUROC,
+(`tfanom.inference.evaluator.Evaluator`) and writes, in the workdir, `eval.json` (AP, AUROC,
 AUPR-In and FPR at 95% TPR per score, all in percent with anomalies positive; the same AP and AUROC
 against the correctly classified known examples only, and the score's AUROC of misclassified
 against correct known examples, `tfanom.anomaly.metrics.masking`; accuracy; skew) and
@@ -21,12 +21,12 @@ from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import check_settings, setting
 from tfanom.data.holdout import holdout_text, load_split
 from tfanom.errors import UsageError
-from tfanom.inference.export import load_export
+from tfanom.inference.savedmodel import load_export
 from tfanom.inference.features import file_fingerprint
 from tfanom.inference.restore import (data_dir_override, load_run,
                                       odin_epsilon_override, odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule
-from tfanom.inference.scoring import feature_statistics, score_images
+from tfanom.inference.evaluator import feature_statistics, score_images
 from tfanom.io import write_json_atomic, write_npz_atomic
 from tfanom.summaries import text_table
 from tfanom.workdir import (CONFIG_FILE, EVAL_FILE, FEATURE_CACHE_FILE, SCORES_FILE,

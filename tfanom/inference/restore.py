@@ -35,7 +35,7 @@ def odin_epsilon_override():
 
 
 @dataclasses.dataclass
-class Run:
+class RestoredRun:
   config: TrainConfig
   split: HoldoutSplit
   model: Trunk
@@ -43,7 +43,7 @@ class Run:
   checkpoint: str  # the restored checkpoint's path prefix
 
 
-def load_run(workdir: str, data_dir: str | None = None, log=print) -> Run:
+def load_run(workdir: str, data_dir: str | None = None, log=print) -> RestoredRun:
   """The model of the newest usable checkpoint in `workdir`, with its config, split and auxiliary
   task.
 
@@ -66,7 +66,7 @@ def load_run(workdir: str, data_dir: str | None = None, log=print) -> Run:
   checkpoint = RunCheckpoint(directory, model, aux_task, log=log).restore()
   if checkpoint is None:  # every listed checkpoint's files are gone
     raise _no_checkpoint(workdir)
-  return Run(config, split, model, aux_task, checkpoint)
+  return RestoredRun(config, split, model, aux_task, checkpoint)
 
 
 def _no_checkpoint(workdir: str) -> UsageError:

@@ -2,7 +2,7 @@
 
 `Scorer` holds a model (and its auxiliary task): its features and logits of images in [0, 1], and
 the formulas that need the network itself (ODIN, rotation) bound to it. `Batch` applies the formulas
-of `tfanom.anomaly.REGISTRY` to one batch; `tfanom.inference.scoring.Evaluator` runs it under a
+of `tfanom.anomaly.REGISTRY` to one batch; `tfanom.inference.evaluator.Evaluator` runs it under a
 strategy for training's evaluation, `tfanom.evaluate` and the export's calibration.
 `ScoringModule` wraps a Scorer as a `tf.Module` with traced functions, which `tfanom.evaluate` calls
 and `tfanom.export` saves. Saved, it keeps two signatures for TF Serving:
@@ -183,7 +183,7 @@ class ScoringModule(tf.Module):
   """
 
   def __init__(self, run, odin_temperature: float, odin_epsilon: float, detector=None):
-    """`run`: a restored run (`tfanom.inference.restore.Run`): config, split, model, aux task;
+    """`run`: a restored run (`tfanom.inference.restore.RestoredRun`): config, split, model, aux task;
     `detector`: a `tfanom.inference.calibration.Detector`, or None for the logit scores only."""
     super().__init__(name='tfanom')
     split = run.split

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfanom.anomaly import TRAINING_SCORES, metrics, scores
 from tfanom.config import TrainConfig
 from tfanom.inference.scorer import Scorer
-from tfanom.inference.scoring import Evaluator
+from tfanom.inference.evaluator import Evaluator
 
 
 def make_evaluator(config: TrainConfig, model, strategy: tf.distribute.Strategy,

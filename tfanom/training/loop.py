@@ -2,7 +2,7 @@
 TensorBoard summaries and stop requests.
 
 The maths of a step is in `steps`, what a checkpoint holds in `checkpoints`, the evaluation in
-`eval_step` (the one evaluator of `tfanom.inference.scoring`).
+`eval_step` (the one evaluator of `tfanom.inference.evaluator`).
 """
 
 import keras

@@ -19,10 +19,10 @@ from tfanom.data.holdout import VALIDATION_FRACTION, holdout_text
 from tfanom.errors import UsageError, first_line
 from tfanom.inference.calibration import DEFAULT_NORMAL_RATE, Detector, calibrate, rates_with
 from tfanom.inference.features import FeatureStatistics, file_fingerprint
-from tfanom.inference.restore import (Run, data_dir_override, load_run, odin_epsilon_override,
+from tfanom.inference.restore import (RestoredRun, data_dir_override, load_run, odin_epsilon_override,
                                       odin_temperature_override)
 from tfanom.inference.scorer import ScoringModule, available_scores
-from tfanom.inference.scoring import feature_statistics, score_images
+from tfanom.inference.evaluator import feature_statistics, score_images
 from tfanom.io import atomic_directory, check_replaceable, write_error
 from tfanom.workdir import FEATURE_CACHE_FILE, unfinished_warning
 
@@ -58,7 +58,7 @@ class ExportConfig:
     check_settings(self)
 
 
-def export_run(config: ExportConfig, log=print) -> tuple[Run, str, Detector]:
+def export_run(config: ExportConfig, log=print) -> tuple[RestoredRun, str, Detector]:
   """Calibrates and exports the latest checkpoint of `config.workdir`: the run, the export's path
   and the detector it serves."""
   config.check()
@@ -76,7 +76,7 @@ def export_run(config: ExportConfig, log=print) -> tuple[Run, str, Detector]:
                      detector), detector
 
 
-def build_detector(run: Run, config: ExportConfig, odin_temperature: float, odin_epsilon: float,
+def build_detector(run: RestoredRun, config: ExportConfig, odin_temperature: float, odin_epsilon: float,
                    log=print) -> Detector:
   """Fits the feature statistics and calibrates every score's thresholds on normal images."""
   module = ScoringModule(run, odin_temperature, odin_epsilon)
@@ -117,7 +117,7 @@ def knn_k_for(full_bank: int, kept: int) -> int:
   return max(1, round(k * kept / full_bank))
 
 
-def calibration_images(run: Run, calibration_dir: str | None, log=print):
+def calibration_images(run: RestoredRun, calibration_dir: str | None, log=print):
   """Normal images of the known classes that calibrate the thresholds, and where they came from.
 
   In order of preference: the user's folder; the run's validation split (known classes only),
@@ -149,7 +149,7 @@ def calibration_images(run: Run, calibration_dir: str | None, log=print):
           f'{int(chosen.sum())} training images (seen in training; a seeded 20%)')
 
 
-def export_summary(run: Run, path: str, detector: Detector) -> str:
+def export_summary(run: RestoredRun, path: str, detector: Detector) -> str:
   """What an export holds, in a few lines."""
   calibration = detector.calibration
   rate = detector.normal_rate
@@ -171,7 +171,7 @@ def check_export_dir(export_dir: str, overwrite: bool) -> None:
   check_replaceable(export_dir, '--export_dir', overwrite)
 
 
-def export(run: Run, export_dir: str, overwrite: bool = False,
+def export(run: RestoredRun, export_dir: str, overwrite: bool = False,
            odin_temperature: float | None = None, odin_epsilon: float | None = None,
            detector: Detector | None = None) -> str:
   """Saves `run`'s model as a SavedModel in `export_dir` (a numbered version folder).

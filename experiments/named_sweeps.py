@@ -8,21 +8,23 @@ A run's workdir under the sweep root is named by the settings that tell runs apa
 
 import dataclasses
 
+from tfanom.data.subsets import SUBSETS
+
 from tfanom.config import RENAMED, TrainConfig, format_value, parse_setting, setting_kinds
 from tfanom.errors import UsageError
 from tfanom.workdir import run_path
 
 SEEDS = (0, 1, 2)  # the paper reports mean ± std over 3 trials
 AUXES = ('none', 'rotation')  # the classification-only and rotation-augmented columns
-# Members of the paper's ImageNet subsets (Table 1): every member is held out in turn.
-IMAGENET_SUBSETS = {'imagenet_dog': 12, 'imagenet_car': 10, 'imagenet_snake': 9,
-                    'imagenet_spider': 6, 'imagenet_fungus': 6}
+# The paper's ImageNet subsets (Table 1) by dataset name, with their number of members: every
+# member is held out in turn.
+SUBSET_SIZES = {f'imagenet_{name}': len(members) for name, members in SUBSETS.items()}
 # Settings that tell the runs of a sweep apart; together they name the run's workdir.
 RUN_KEYS = ('dataset', 'holdout', 'aux', 'seed')
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class SweepRun:
   workdir: str  # relative to the sweep root
   settings: dict  # tfanom.train flag -> value
 
@@ -48,14 +50,14 @@ def table4() -> list[dict]:
 
 def table5() -> list[dict]:
   """The five ImageNet subsets, Table 5: averaged over members in the report."""
-  return [run for dataset, members in IMAGENET_SUBSETS.items()
+  return [run for dataset, members in SUBSET_SIZES.items()
           for run in holdout_runs(dataset, members)]
 
 
 def table6() -> list[dict]:
   """The five ImageNet subsets with CPC as the auxiliary task, Table 6. Both columns use the
   same network (reflection padding, as CPC needs), so the comparison isolates CPC."""
-  return [run for dataset, members in IMAGENET_SUBSETS.items()
+  return [run for dataset, members in SUBSET_SIZES.items()
           for run in holdout_runs(dataset, members, auxes=('none', 'cpc'), padding='reflect')]
 
 
@@ -153,12 +155,12 @@ def parse_overrides(items, sweep: str) -> dict:
   return overrides
 
 
-def expand(sweep: str, overrides: dict | None = None) -> list[Run]:
+def expand(sweep: str, overrides: dict | None = None) -> list[SweepRun]:
   """The runs of a named sweep, with `overrides` applied to every run, each checked as
   tfanom.train would check it (`TrainConfig.resolved()`), so that a setting no run can train
   with is refused before any run starts or sweep.json is written."""
   merged = [{**settings, **(overrides or {})} for settings in sweep_settings(sweep)]
-  runs = [Run(run_workdir(settings), settings) for settings in merged]
+  runs = [SweepRun(run_workdir(settings), settings) for settings in merged]
   workdirs = [run.workdir for run in runs]
   assert len(set(workdirs)) == len(workdirs), f'sweep {sweep} names two runs alike'
   for run in runs:
@@ -170,7 +172,7 @@ def expand(sweep: str, overrides: dict | None = None) -> list[Run]:
   return runs
 
 
-def select(runs: list[Run], items) -> list[Run]:
+def select(runs: list[SweepRun], items) -> list[SweepRun]:
   """The runs matching every `--only` key; a key given several times matches any of its values."""
   wanted = {}
   for key, value in parse_assignments(items, 'only'):

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 
-from experiments.sweeps import Run
+from .named_sweeps import SweepRun
 from tfanom.config import RESUMABLE_DIFFERENCES, format_value
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
@@ -21,7 +21,7 @@ RESULT_KEYS = ('dataset', 'holdout', 'aux', 'seed', 'flags', 'accuracy', 'skew',
                'history')
 
 
-def definition(sweep: str, runs: list[Run]) -> dict:
+def definition(sweep: str, runs: list[SweepRun]) -> dict:
   """The record of a sweep: its runs' settings, less those that do not change what a run computes
   (data_dir, strategy, ...), which may differ between machines resuming the same sweep."""
   return json.loads(json.dumps(dict(
@@ -32,7 +32,7 @@ def definition(sweep: str, runs: list[Run]) -> dict:
             for run in runs])))
 
 
-def record_definition(root: str, sweep: str, runs: list[Run]) -> None:
+def record_definition(root: str, sweep: str, runs: list[SweepRun]) -> None:
   """Writes ROOT/sweep.json, or checks that the one there describes the same sweep."""
   path = os.path.join(root, SWEEP_FILE)
   current = definition(sweep, runs)
@@ -45,7 +45,7 @@ def record_definition(root: str, sweep: str, runs: list[Run]) -> None:
                      f'({"; ".join(differences)}): use another --root')
 
 
-def load_definition(root: str) -> tuple[str, list[Run]]:
+def load_definition(root: str) -> tuple[str, list[SweepRun]]:
   """The sweep name and runs recorded in ROOT/sweep.json."""
   path = os.path.join(root, SWEEP_FILE)
   if not os.path.exists(path):
@@ -54,7 +54,7 @@ def load_definition(root: str) -> tuple[str, list[Run]]:
                      'record it without running)')
   saved = _load_json(path)
   try:
-    return saved['sweep'], [Run(run['workdir'], run['settings']) for run in saved['runs']]
+    return saved['sweep'], [SweepRun(run['workdir'], run['settings']) for run in saved['runs']]
   except (KeyError, TypeError):
     raise UsageError(f'{path} is not a sweep definition: move it away and rerun '
                      'experiments.sweep') from None
@@ -97,7 +97,7 @@ def _settings_differences(there: dict, now: dict) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class RunState:
-  run: Run
+  run: SweepRun
   workdir: str  # absolute
   status: str  # 'complete', 'missing', 'invalid' (rerun it) or 'conflict' (other settings: keep)
   results: dict | None = None
@@ -116,12 +116,12 @@ class RunState:
     return _state_of(self.run, self.workdir)
 
 
-def run_state(root: str, run: Run) -> RunState:
+def run_state(root: str, run: SweepRun) -> RunState:
   """Whether `run` is complete under `root`: results.json valid, finished and of these settings."""
   return _state_of(run, os.path.join(os.path.abspath(root), run.workdir))
 
 
-def _state_of(run: Run, workdir: str) -> RunState:
+def _state_of(run: SweepRun, workdir: str) -> RunState:
   path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.exists(path):
     return RunState(run, workdir, 'missing')

@@ -14,9 +14,9 @@ from PIL import Image
 from tfanom.anomaly import DEFAULT_SCORE
 from tfanom.data.holdout import relabel
 from tfanom.errors import UsageError
-from tfanom.inference import export, gallery, score_files
+from tfanom.inference import savedmodel, gallery, image_files
 from tfanom.inference.restore import load_run
-from tfanom.inference.score_files import ScoreConfig
+from tfanom.inference.image_files import ScoreConfig
 from tfanom.io import OUTPUT_MARKER
 
 from tests.helpers import HOLDOUT, own_lines, python_command
@@ -26,10 +26,10 @@ from tests.helpers import HOLDOUT, own_lines, python_command
 def exports_loaded_once():
   """Each test scores with the same export several times; loading and tracing it again each time
   cost about 3 s of CPU per call. The cache holds SavedModels, which scoring does not change."""
-  load = score_files.load_export
-  score_files.load_export = functools.cache(load)
+  load = image_files.load_export
+  image_files.load_export = functools.cache(load)
   yield
-  score_files.load_export = load
+  image_files.load_export = load
 
 
 @pytest.fixture(scope='module')
@@ -69,7 +69,7 @@ def folder(exported, digits):
 def score(exported, folder, tmp_path, **overrides):
   config = ScoreConfig(export_dir=exported['export_dir'], images=str(folder['root']),
                        output=str(tmp_path / 'out'), **overrides)
-  return score_files.score_files(config, log=lambda line: None)
+  return image_files.score_files(config, log=lambda line: None)
 
 
 def test_scores_every_readable_image_and_writes_the_gallery(exported, folder, tmp_path):
@@ -104,7 +104,7 @@ def test_scores_every_readable_image_and_writes_the_gallery(exported, folder, tm
 
 def test_the_same_image_scores_alike_in_any_file_format(exported, folder, tmp_path):
   """A grey PNG at the model size is read exactly; through RGB files the pixels stay close."""
-  loaded = score_files.load_detector(exported['export_dir'])
+  loaded = image_files.load_detector(exported['export_dir'])
   pixels = np.asarray(Image.open(next(folder['root'].glob('known/k0.png'))))[None, :, :, None]
   direct = loaded.serve(tf.constant(pixels))['msp_score'].numpy()[0]
   summary = score(exported, folder, tmp_path)
@@ -136,7 +136,7 @@ def test_no_images_is_one_line(exported, tmp_path, images, message):
   config = ScoreConfig(export_dir=exported['export_dir'], images=str(tmp_path / images),
                        output=str(tmp_path / 'out'))
   with pytest.raises(UsageError, match=message):
-    score_files.score_files(config, log=lambda line: None)
+    image_files.score_files(config, log=lambda line: None)
   assert not (tmp_path / 'out').exists()
 
 
@@ -151,17 +151,17 @@ def test_bad_settings_and_an_old_export(exported, folder, tmp_path):
     score(exported, folder, tmp_path)
   # An export without a detector is what tfanom exported before thresholds existed.
   old = tmp_path / 'old' / '1'
-  export.export(load_run(str(exported['workdir'])), str(old))
+  savedmodel.export(load_run(str(exported['workdir'])), str(old))
   with pytest.raises(UsageError, match='without calibrated thresholds.*export it again'):
-    score_files.score_files(ScoreConfig(export_dir=str(old), images=str(folder['root']),
+    image_files.score_files(ScoreConfig(export_dir=str(old), images=str(folder['root']),
                                         output=str(tmp_path / 'o2')))
 
 
 def test_export_refuses_a_rotation_score_without_a_rotation_head(exported, tmp_path):
-  config = export.ExportConfig(workdir=str(exported['workdir']), export_dir=str(tmp_path / '1'),
+  config = savedmodel.ExportConfig(workdir=str(exported['workdir']), export_dir=str(tmp_path / '1'),
                                score='rotpred')
   with pytest.raises(UsageError, match='--score=rotpred needs a rotation head.*--aux=none'):
-    export.export_run(config, log=lambda line: None)
+    savedmodel.export_run(config, log=lambda line: None)
   assert list(tmp_path.iterdir()) == []
 
 
@@ -196,11 +196,11 @@ def test_overwrite_never_deletes_the_images_or_files_tfanom_did_not_write(export
   before = sorted(str(p) for p in photos.rglob('*'))
   with pytest.raises(UsageError, match=f'--output={photos} holds the input {photos}: choose '
                      'another folder'):
-    score_files.score_files(ScoreConfig(export_dir=exported['export_dir'], images=str(photos),
+    image_files.score_files(ScoreConfig(export_dir=exported['export_dir'], images=str(photos),
                                         output=str(photos), overwrite=True))
   with pytest.raises(UsageError, match=r"--output=.*known holds \d+ file\(s\) tfanom did not "
                      "write"):
-    score_files.score_files(ScoreConfig(export_dir=exported['export_dir'], images=str(photos),
+    image_files.score_files(ScoreConfig(export_dir=exported['export_dir'], images=str(photos),
                                         output=str(photos / 'known'), overwrite=True))
   assert sorted(str(p) for p in photos.rglob('*')) == before
   score(exported, folder, tmp_path, score='msp')
@@ -229,7 +229,7 @@ def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, fo
     limit = (image.width * image.height + 300 * 200) / 2 / 1e6
   lines = []
   for images in (str(photos), str(photos / '**' / '*')):
-    summary = score_files.score_files(
+    summary = image_files.score_files(
         ScoreConfig(export_dir=exported['export_dir'], images=images,
                     output=str(tmp_path / 'out'), max_megapixels=limit, overwrite=True),
         log=lines.append)

@@ -24,7 +24,7 @@ from tfanom.data.decoding import (decode_files, find_image_files, input_root, pi
                                   utf8_name)
 from tfanom.errors import UsageError
 from tfanom.inference import gallery
-from tfanom.inference.export import load_export
+from tfanom.inference.savedmodel import load_export
 from tfanom.io import atomic_directory, check_replaceable, standard_json, write_error
 from tfanom.progress import Throttle
 

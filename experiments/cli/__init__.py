@@ -1,1 +1,0 @@
-"""The command lines of the experiments: run a sweep, report it, plot it."""
