@@ -107,6 +107,7 @@ def run_command(main, module) -> None:
   for flag in flags.FLAGS.get_key_flags_for_module(module):
     flags.FLAGS.register_key_flag_for_module(program, flag)
   sys.modules['__main__'].__doc__ = module.__doc__
-  # tfanom.train is the command tfanom.train, experiments.sweep experiments.sweep.
-  name = module.__name__.replace('.cli.', '.')
+  # Run as `python -m tfanom.train` the module is __main__; its spec keeps the name typed.
+  name = module.__spec__.name if module.__name__ == '__main__' else module.__name__
+  name = name.removeprefix('tfanom.') if name.startswith('tfanom.experiments.') else name
   app.run(main, flags_parser=lambda argv: parse_flags(name, argv))
