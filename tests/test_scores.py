@@ -17,6 +17,7 @@ from sklearn.covariance import EmpiricalCovariance
 from tfanom.anomaly import (FEATURE_SCORES, FITTED, REGISTRY, ROTATION_SCORES, SCORES,
                             available_scores, metrics, scores)
 from tfanom.auxiliary.rotation import NUM_ROTATIONS, rotate_batch
+from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
 from tfanom.inference.features import FeatureStatistics
 from tfanom.inference.scorer import Batch, Scorer, fitted_inputs
@@ -528,4 +529,4 @@ def test_odin_steps_match_numpy_re_implementations_of_both_codes():
 def test_an_unknown_odin_step_is_refused():
   with pytest.raises(UsageError, match='--odin_step=pixels is unknown: choose one of unit, '
                                        'official'):
-    scores.odin_unit_step(5e-5, 'pixels')
+    TrainConfig(odin_step='pixels')
