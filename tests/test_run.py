@@ -7,6 +7,7 @@ import pytest
 
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
+from tfanom.training import run
 from tfanom.training.run import aggregate_results, aggregate_table, trial_configs
 
 
@@ -60,3 +61,20 @@ def test_cli_runs_trials_and_aggregates_their_results(tmp_path, train_command, c
     assert aggregate['final']['ap'][score]['mean'] == pytest.approx(
         sum(r['final']['ap'][score] for r in results) / 2)
   assert 'mean ± population (ddof=0) std' in capsys.readouterr().out
+
+
+class Stop(Exception):
+  """Ends train_and_evaluate before it builds anything."""
+
+
+def test_each_setting_the_dataset_ignores_is_one_warning_line(monkeypatch):
+  def stop(name):
+    raise Stop(name)
+
+  monkeypatch.setattr(run, 'make_strategy', stop)
+  lines = []
+  with pytest.raises(Stop):
+    run.train_and_evaluate(TrainConfig(dataset='digits', data_dir='/data', skip_corrupt=True),
+                           lines.append)
+  assert lines == ['warning: --data_dir is ignored by --dataset=digits',
+                   'warning: --skip_corrupt is ignored by --dataset=digits']
