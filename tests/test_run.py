@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -61,6 +62,21 @@ def test_cli_runs_trials_and_aggregates_their_results(tmp_path, train_command, c
     assert aggregate['final']['ap'][score]['mean'] == pytest.approx(
         sum(r['final']['ap'][score] for r in results) / 2)
   assert 'mean ± population (ddof=0) std' in capsys.readouterr().out
+  # The same command again, with trial 2's results and the aggregate lost: each trial resumes
+  # from its checkpoint (none retrains) and the aggregate is written again, the same.
+  (tmp_path / 'seed1' / 'results.json').unlink()
+  (tmp_path / 'aggregate.json').unlink()
+  train_command(['--dataset=digits', '--trials=2', '--epochs=1', '--depth=10', '--width=1',
+                 '--batch_size=128', '--final_window=1', '--strategy=default',
+                 f'--workdir={tmp_path}'])
+  lines = capsys.readouterr().out.splitlines()
+  resumed = [line for line in lines if line.startswith('resumed from')]
+  assert len(resumed) == 2
+  for seed, line in zip((0, 1), resumed):
+    assert re.match(rf'resumed from {tmp_path / f"seed{seed}" / "checkpoints"}/ckpt-\d+: 1 of 1 '
+                    'epochs done', line), line
+  assert not any(line.startswith('epoch ') for line in lines)
+  assert json.loads((tmp_path / 'aggregate.json').read_text()) == aggregate
 
 
 class Stop(Exception):

@@ -191,7 +191,7 @@ def _image_folder(root, classes=('cat', 'dog'), per_class=3, size=12):
   return root
 
 
-def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path):
+def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path, caplog):
   from tfanom.data.sources import load_folder
   from tfanom.errors import UsageError
   root = _image_folder(tmp_path / 'images')
@@ -199,8 +199,10 @@ def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path):
   broken.write_bytes(broken.read_bytes()[:40])
   with pytest.raises(UsageError, match=f'{broken} is not a readable image.*--skip_corrupt'):
     load_folder(str(root), 8)
-  source = load_folder(str(root), 8, skip_corrupt=True)
+  with caplog.at_level('WARNING'):
+    source = load_folder(str(root), 8, skip_corrupt=True)
   assert len(source.train) == 5 and len(source.test) == 6
+  assert '--skip_corrupt: skipped 1 unreadable image' in caplog.text
   assert source.train.labels.tolist() == [0, 0, 0, 1, 1]
 
 
