@@ -13,6 +13,7 @@ from tfanom.data.holdout import make_holdout
 from tfanom.errors import UsageError
 from tfanom.inference.calibration import (NORMAL_RATES, calibrate, check_normal_rate,
                                           conformal_threshold, rates_with)
+from tfanom.inference import savedmodel
 from tfanom.inference.savedmodel import calibration_images
 
 
@@ -103,3 +104,23 @@ def test_a_calibration_folder_is_decoded_to_the_model_size(digits, tmp_path):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(UsageError, match='holds no files'):
     calibration_images(run, str(tmp_path / 'empty'))
+
+
+def test_a_calibration_image_above_max_megapixels_is_named_and_never_decoded(digits, tmp_path,
+                                                                             monkeypatch):
+  run = fake_run(digits, validation=False)
+  Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / 'a.png')  # 0.0024 MP
+  Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(tmp_path / 'big.png')  # 0.06 MP
+  decoded = []
+  real = savedmodel.decode_files
+  monkeypatch.setattr(savedmodel, 'decode_files',
+                      lambda files, *args: (decoded.extend(files), real(files, *args))[1])
+  lines = []
+  images, source = calibration_images(run, str(tmp_path), lines.append, max_megapixels=0.05)
+  assert len(images) == 1 and source == f'1 images of --calibration_dir={tmp_path}'
+  assert decoded == [str(tmp_path / 'a.png')]
+  assert lines == ['calibration: skipped 1 images of more than --max_megapixels=0.05, unread: '
+                   f'{tmp_path / "big.png"}']
+  with pytest.raises(UsageError, match=r'none of its 2 files is a readable image of at most '
+                     r'--max_megapixels=0.001$'):
+    calibration_images(run, str(tmp_path), lines.append, max_megapixels=0.001)

@@ -186,6 +186,21 @@ def test_the_messages_say_what_is_allowed():
     assert str(raised.value) == message
 
 
+def test_deterministic_xla_is_refused_on_networks_that_max_pool():
+  with pytest.raises(UsageError, match=r'^--deterministic with --xla cannot train '
+                     r'--network=wide_resnet --stem=imagenet_maxpool: XLA has no deterministic '
+                     'max-pooling gradient; drop one of the two$'):
+    TrainConfig(stem='imagenet_maxpool', deterministic=True, xla=True).resolved()
+  TrainConfig(stem='imagenet_maxpool', xla=True).resolved()
+  TrainConfig(deterministic=True, xla=True).resolved()
+
+
+def test_a_crop_larger_than_the_image_is_refused():
+  with pytest.raises(UsageError, match=r'^--crop_size=64 is larger than --image_size=32: crops are '
+                     'taken from the decoded images$'):
+    TrainConfig(dataset='folder', data_dir='/d', image_size=32, crop_size=64).resolved()
+
+
 @pytest.mark.parametrize('overrides,message', [
     (dict(lr_decay_factor=-1.0), r'--lr_decay_factor=-1.0 must be in \(0, 1\]'),
     (dict(lr_decay_factor=0.0), r'--lr_decay_factor=0.0 must be in \(0, 1\]'),

@@ -1,7 +1,9 @@
 """The SavedModel export: signatures that match the live model and tfanom.evaluate in a fresh process,
 calibrated thresholds, and bad input."""
 
+import contextlib
 import json
+import os
 import pathlib
 import shutil
 
@@ -22,6 +24,8 @@ from tfanom.inference.restore import load_run
 from tfanom.errors import UsageError
 from tfanom.io import OUTPUT_MARKER
 from tfanom.inference.evaluation import EvalConfig, evaluate
+from tfanom.inference.image_files import ScoreConfig, score_files
+from tfanom.workdir import CHECKPOINT_DIR, RESULTS_FILE, locked
 
 from tests.helpers import ROOT, python_command
 
@@ -302,6 +306,9 @@ def test_a_damaged_export_is_one_line(exported, tmp_path, damage):
   with pytest.raises(UsageError, match=message):
     evaluate(EvalConfig(workdir=str(tmp_path / 'out'), export_dir=str(export_dir)),
              log=lambda line: None)
+  with pytest.raises(UsageError, match=message):
+    score_files(ScoreConfig(export_dir=str(export_dir), images=str(export_dir),
+                            output=str(tmp_path / 'out')), log=lambda line: None)
   assert not (tmp_path / 'out').exists()
 
 
@@ -355,3 +362,39 @@ def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
   (tmp_path / 'taken').write_text('a file')
   with pytest.raises(UsageError, match='cannot write .*taken/models/1'):
     savedmodel.export(exported['run'], str(tmp_path / 'taken' / 'models' / '1'))
+
+
+class Stop(Exception):
+  """Ends export_run once it has named the checkpoint it uses."""
+
+
+def stop(*args, **kwargs):
+  raise Stop()
+
+
+@pytest.mark.parametrize('state', ['no results.json', 'locked by its trainer'])
+def test_evaluate_and_export_name_the_checkpoint_of_an_unfinished_run(exported, tmp_path,
+                                                                      monkeypatch, state):
+  workdir = tmp_path / 'run'
+  shutil.copytree(exported['workdir'], workdir)
+  checkpoint = pathlib.Path(tf.train.latest_checkpoint(str(workdir / CHECKPOINT_DIR))).name
+  if state == 'no results.json':
+    (workdir / RESULTS_FILE).unlink()
+    expected = (f'warning: --workdir={workdir} has no results.json: its training has not '
+                f'finished; using its latest checkpoint so far, {checkpoint}')
+  else:
+    expected = (f'warning: --workdir={workdir} is being trained by another process (pid '
+                f'{os.getpid()}); using its latest checkpoint so far, {checkpoint}')
+  with contextlib.ExitStack() as stack:
+    if state == 'locked by its trainer':
+      stack.enter_context(locked(str(workdir)))  # another open file description: as a trainer's
+    lines = []
+    evaluate(EvalConfig(workdir=str(workdir), scores=('msp',)), lines.append)
+    assert lines[0] == expected
+    lines = []
+    monkeypatch.setattr(savedmodel, 'build_detector', stop)
+    with pytest.raises(Stop):
+      savedmodel.export_run(savedmodel.ExportConfig(workdir=str(workdir),
+                                                    export_dir=str(tmp_path / 'models' / '1')),
+                            lines.append)
+    assert lines == [expected]

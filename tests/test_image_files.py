@@ -4,6 +4,7 @@ import csv
 import functools
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -210,7 +211,21 @@ def test_overwrite_never_deletes_the_images_or_files_tfanom_did_not_write(export
   assert (tmp_path / 'out' / 'notes.txt').read_text() == 'mine'
 
 
-def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, folder, tmp_path):
+def test_overwrite_never_replaces_the_current_folder(exported, folder, tmp_path, monkeypatch):
+  score(exported, folder, tmp_path, score='msp')
+  before = sorted(str(p) for p in tmp_path.rglob('*'))
+  monkeypatch.chdir(tmp_path / 'out')
+  for output in ('.', '..'):
+    with pytest.raises(UsageError, match=rf'--output={re.escape(output)} holds the current '
+                       'folder: choose a folder below it'):
+      image_files.score_files(ScoreConfig(export_dir=str(exported['export_dir']),
+                                          images=str(folder['root']), output=output,
+                                          overwrite=True))
+  assert sorted(str(p) for p in tmp_path.rglob('*')) == before
+
+
+def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, folder, tmp_path,
+                                                                    monkeypatch):
   """A name that is not UTF-8, an image above --max_megapixels, a hidden file and two link loops:
   each readable image is scored once and every other file is accounted for."""
   photos = tmp_path / 'photos'
@@ -227,6 +242,10 @@ def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, fo
   os.symlink('.', photos / 'trip' / 'here')
   with Image.open(small) as image:
     limit = (image.width * image.height + 300 * 200) / 2 / 1e6
+  decoded = []
+  real = image_files.decode_files
+  monkeypatch.setattr(image_files, 'decode_files',
+                      lambda files, *args: (decoded.extend(files), real(files, *args))[1])
   lines = []
   for images in (str(photos), str(photos / '**' / '*')):
     summary = image_files.score_files(
@@ -237,6 +256,7 @@ def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, fo
     assert summary['skipped'] == 2
     assert summary['skipped_files'] == [repr(bad_name)]
     assert summary['too_large'] == [dict(path=str(photos / 'big.jpg'), megapixels=0.06)]
+  assert decoded and str(photos / 'big.jpg') not in decoded  # skipped unread
   with open(tmp_path / 'out' / 'scores.csv', newline='', encoding='utf-8') as handle:
     assert [row['path'] for row in csv.DictReader(handle)] == [str(photos / 'a.png'),
                                                                str(photos / 'trip' / 'b.png')]

@@ -43,6 +43,12 @@ def strategy_runs(digits_split, make_config):
   return runs
 
 
+def test_a_tpu_strategy_without_a_tpu_is_one_line():
+  with pytest.raises(UsageError, match=r'^--strategy=tpu found no TPU \(.*\): use another '
+                     r'--strategy$'):
+    make_strategy('tpu')
+
+
 def test_mirrored_strategy_has_two_replicas_on_the_split_cpu():
   assert len(tf.config.list_logical_devices('CPU')) == 2
   assert make_strategy('mirrored').num_replicas_in_sync == 2

@@ -2,11 +2,13 @@
 
 import json
 import math
+import re
 
 import pytest
 
 from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
+from tfanom.training import run
 from tfanom.training.run import aggregate_results, aggregate_table, trial_configs
 
 
@@ -60,3 +62,35 @@ def test_cli_runs_trials_and_aggregates_their_results(tmp_path, train_command, c
     assert aggregate['final']['ap'][score]['mean'] == pytest.approx(
         sum(r['final']['ap'][score] for r in results) / 2)
   assert 'mean ± population (ddof=0) std' in capsys.readouterr().out
+  # The same command again, with trial 2's results and the aggregate lost: each trial resumes
+  # from its checkpoint (none retrains) and the aggregate is written again, the same.
+  (tmp_path / 'seed1' / 'results.json').unlink()
+  (tmp_path / 'aggregate.json').unlink()
+  train_command(['--dataset=digits', '--trials=2', '--epochs=1', '--depth=10', '--width=1',
+                 '--batch_size=128', '--final_window=1', '--strategy=default',
+                 f'--workdir={tmp_path}'])
+  lines = capsys.readouterr().out.splitlines()
+  resumed = [line for line in lines if line.startswith('resumed from')]
+  assert len(resumed) == 2
+  for seed, line in zip((0, 1), resumed):
+    assert re.match(rf'resumed from {tmp_path / f"seed{seed}" / "checkpoints"}/ckpt-\d+: 1 of 1 '
+                    'epochs done', line), line
+  assert not any(line.startswith('epoch ') for line in lines)
+  assert json.loads((tmp_path / 'aggregate.json').read_text()) == aggregate
+
+
+class Stop(Exception):
+  """Ends train_and_evaluate before it builds anything."""
+
+
+def test_each_setting_the_dataset_ignores_is_one_warning_line(monkeypatch):
+  def stop(name):
+    raise Stop(name)
+
+  monkeypatch.setattr(run, 'make_strategy', stop)
+  lines = []
+  with pytest.raises(Stop):
+    run.train_and_evaluate(TrainConfig(dataset='digits', data_dir='/data', skip_corrupt=True),
+                           lines.append)
+  assert lines == ['warning: --data_dir is ignored by --dataset=digits',
+                   'warning: --skip_corrupt is ignored by --dataset=digits']

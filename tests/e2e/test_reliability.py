@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from tfanom.config import TrainConfig
 from tfanom.data.holdout import make_holdout
 from tfanom.data.sources import load_digits
 from tfanom.training.loop import Trainer, TrainingDiverged
+from tests.helpers import own_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--dropout=0.3',
@@ -102,8 +104,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_command, c
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 128 + signal.SIGTERM, stderr
-  assert 'Traceback' not in stderr
-  assert 'SIGTERM: stopped at epoch' in stderr and 'rerun the same command' in stderr
+  lines = own_lines(stderr)
+  assert len(lines) == 1 and 'Traceback' not in stderr, stderr
+  assert re.fullmatch(r'tfanom\.train: SIGTERM: stopped at epoch 2 step [1-8] of 9; a checkpoint '
+                      'is saved: rerun the same command to resume', lines[0]), lines
   # Checkpoints are numbered by global step: the SIGTERM one lies inside an epoch of 9 steps.
   latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
   assert int(latest.rsplit('-', 1)[1]) % 9 != 0, latest
@@ -187,7 +191,7 @@ def _image_folder(root, classes=('cat', 'dog'), per_class=3, size=12):
   return root
 
 
-def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path):
+def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path, caplog):
   from tfanom.data.sources import load_folder
   from tfanom.errors import UsageError
   root = _image_folder(tmp_path / 'images')
@@ -195,8 +199,10 @@ def test_a_truncated_image_is_named_and_skip_corrupt_skips_it(tmp_path):
   broken.write_bytes(broken.read_bytes()[:40])
   with pytest.raises(UsageError, match=f'{broken} is not a readable image.*--skip_corrupt'):
     load_folder(str(root), 8)
-  source = load_folder(str(root), 8, skip_corrupt=True)
+  with caplog.at_level('WARNING'):
+    source = load_folder(str(root), 8, skip_corrupt=True)
   assert len(source.train) == 5 and len(source.test) == 6
+  assert '--skip_corrupt: skipped 1 unreadable image' in caplog.text
   assert source.train.labels.tolist() == [0, 0, 0, 1, 1]
 
 

@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from tests.helpers import own_lines
 
 from tfanom.config import DATASET_DEFAULTS, TrainConfig
 from tfanom.errors import UsageError
+from tfanom.training import run
 from tfanom.workdir import RESULTS_FILE
 from tfanom.training.run import train_and_evaluate
 from tfanom.workdir import CONFIG_FILE
@@ -209,3 +211,19 @@ def test_flags_take_the_dataset_defaults():
 def test_config_check(field, value, message):
   with pytest.raises(UsageError, match=f'--{field}={value} .*{message}'):
     TrainConfig(**{field: value}).resolved()
+
+
+def test_a_second_ctrl_c_interrupts_at_once(tmp_path, train_command, monkeypatch):
+  """The first SIGINT asks training to stop after its checkpoint; a second one interrupts."""
+  asked = []
+
+  def training(config, log, stop_requested):
+    os.kill(os.getpid(), signal.SIGINT)
+    asked.append(stop_requested())
+    os.kill(os.getpid(), signal.SIGINT)
+    asked.append('not interrupted')
+
+  monkeypatch.setattr(run, 'train_and_evaluate', training)
+  with pytest.raises(KeyboardInterrupt):
+    train_command(['--dataset=digits', f'--workdir={tmp_path}'])
+  assert asked == [True]

@@ -254,6 +254,14 @@ def pixel_count(path: str) -> int | None:
     return None
 
 
+def too_large(files, max_megapixels: float) -> dict[str, int]:
+  """{path: pixel count} of the files above `max_megapixels` million pixels, read from their
+  headers: decoding takes about 25 bytes a pixel, so these are skipped unread."""
+  limit = max_megapixels * 1e6
+  return {path: pixels for path in files
+          if (pixels := pixel_count(path)) is not None and pixels > limit}
+
+
 def decode_files(files, image_size: int, channels: int) -> Iterator:
   """(uint8 images [B, S, S, C], positions in `files`) batches; unreadable files are left out."""
   if not files:

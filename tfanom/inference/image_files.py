@@ -20,11 +20,11 @@ import tensorflow as tf
 
 from tfanom.anomaly import metrics
 from tfanom.config import check_settings, setting
-from tfanom.data.decoding import (decode_files, find_image_files, input_root, pixel_count,
+from tfanom.data.decoding import (decode_files, find_image_files, input_root, too_large,
                                   utf8_name)
 from tfanom.errors import UsageError
 from tfanom.inference import gallery
-from tfanom.inference.savedmodel import load_export
+from tfanom.inference.savedmodel import load_export, max_megapixels_setting
 from tfanom.io import atomic_directory, check_replaceable, standard_json, write_error
 from tfanom.progress import Throttle
 
@@ -56,9 +56,7 @@ class ScoreConfig:
   batch_size: int = setting(128, 'Images per batch.', minimum=1)
   gallery_size: int = setting(16, 'Images in each half of the gallery (most and least anomalous).',
                               minimum=1)
-  max_megapixels: float = setting(64.0, 'Images of more pixels than this many millions are '
-                                  'skipped and named, unread: decoding takes about 25 bytes a '
-                                  'pixel (a 12000 x 12000 PNG took 3.6 GB).', above=0)
+  max_megapixels: float = max_megapixels_setting()
 
   def check(self):
     check_settings(self)
@@ -110,10 +108,8 @@ def score_files(config: ScoreConfig, log=print) -> dict:
   # Names that are not UTF-8 cannot go into scores.csv: skipped and named by their repr.
   unnamed = [path for path in files if not utf8_name(path)]
   files = [path for path in files if utf8_name(path)]
-  limit = config.max_megapixels * 1e6
-  too_large = {path: pixels for path in files
-               if (pixels := pixel_count(path)) is not None and pixels > limit}
-  todo = [path for path in files if path not in too_large]
+  oversized = too_large(files, config.max_megapixels)
+  todo = [path for path in files if path not in oversized]
   height, _, channels = (int(d) for d in loaded.image_shape.numpy())
   extremes = gallery.Extremes(config.gallery_size)
   rows, columns, kept = [], {}, set()
@@ -136,14 +132,14 @@ def score_files(config: ScoreConfig, log=print) -> dict:
     raise UsageError(f'--images={config.images}: none of its {len(files) + len(unnamed)} files '
                      'is a readable image (JPEG, PNG, GIF or BMP)' + (
                          f' of at most --max_megapixels={config.max_megapixels:g}'
-                         if too_large else ''))
+                         if oversized else ''))
   columns = {name: np.concatenate(values) for name, values in columns.items()}
   flagged = np.array([row['is_anomaly'] for row in rows], bool)
   summary = dict(export_dir=config.export_dir, images=config.images,
                  files=len(files) + len(unnamed), scored=len(rows),
-                 skipped=len(unreadable) + len(too_large), skipped_files=unreadable,
+                 skipped=len(unreadable) + len(oversized), skipped_files=unreadable,
                  too_large=[dict(path=path, megapixels=pixels / 1e6)
-                            for path, pixels in too_large.items()],
+                            for path, pixels in oversized.items()],
                  max_megapixels=config.max_megapixels, hidden=hidden, score=score,
                  normal_rate=rate, threshold=threshold, flagged=int(flagged.sum()))
   if anomalous:

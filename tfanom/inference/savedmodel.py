@@ -14,7 +14,7 @@ from tfanom.anomaly import DEFAULT_SCORE, SCORES
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import check_settings, setting
 from tfanom.data.arrays import stratified_mask
-from tfanom.data.decoding import decode_files, list_image_files
+from tfanom.data.decoding import decode_files, list_image_files, too_large
 from tfanom.data.holdout import VALIDATION_FRACTION, holdout_text
 from tfanom.errors import UsageError, first_line
 from tfanom.inference.calibration import DEFAULT_NORMAL_RATE, Detector, calibrate, rates_with
@@ -25,6 +25,13 @@ from tfanom.inference.scorer import ScoringModule, available_scores
 from tfanom.inference.evaluator import feature_statistics, score_images
 from tfanom.io import atomic_directory, check_replaceable, write_error
 from tfanom.workdir import FEATURE_CACHE_FILE, unfinished_warning
+
+
+def max_megapixels_setting():
+  """The limit on the size of the user's images that `tfanom.score` and `--calibration_dir` decode."""
+  return setting(64.0, 'Images of more pixels than this many millions are skipped and named, '
+                 'unread: decoding takes about 25 bytes a pixel (a 12000 x 12000 PNG took 3.6 GB).',
+                 above=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +53,7 @@ class ExportConfig:
                                         "the known classes to calibrate on; default the run's "
                                         'validation split, else a seeded slice of its training '
                                         'images.')
+  max_megapixels: float = max_megapixels_setting()
   knn_bank_size: int = setting(0, 'Training features kept for the KNN score (a seeded '
                                'subsample); 0 keeps all of them.', minimum=0)
   batch_size: int | None = setting(None, "Images per batch; default the run's evaluation batch.",
@@ -91,7 +99,7 @@ def build_detector(run: RestoredRun, config: ExportConfig, odin_temperature: flo
   full_bank = len(statistics.bank)
   statistics = subsample_bank(statistics, config.knn_bank_size, run.config.seed)
   knn_k = knn_k_for(full_bank, len(statistics.bank))
-  images, source = calibration_images(run, config.calibration_dir, log)
+  images, source = calibration_images(run, config.calibration_dir, log, config.max_megapixels)
   settings = dict(batch_size=batch_size, odin_temperature=odin_temperature,
                   odin_epsilon=odin_epsilon, knn_k=knn_k)
   values = score_images(module, images, names, statistics, settings,
@@ -117,7 +125,8 @@ def knn_k_for(full_bank: int, kept: int) -> int:
   return max(1, round(k * kept / full_bank))
 
 
-def calibration_images(run: RestoredRun, calibration_dir: str | None, log=print):
+def calibration_images(run: RestoredRun, calibration_dir: str | None, log=print,
+                       max_megapixels: float = 64.0):
   """Normal images of the known classes that calibrate the thresholds, and where they came from.
 
   In order of preference: the user's folder; the run's validation split (known classes only),
@@ -128,13 +137,20 @@ def calibration_images(run: RestoredRun, calibration_dir: str | None, log=print)
   if calibration_dir:
     height, width, channels = split.train.images.shape[1:]
     files = list_image_files(calibration_dir, '--calibration_dir')
-    parts = [images for images, _ in decode_files(files, height, channels)]
+    oversized = too_large(files, max_megapixels)
+    if oversized:
+      log(f'calibration: skipped {len(oversized)} images of more than '
+          f'--max_megapixels={max_megapixels:g}, unread: ' + ', '.join(sorted(oversized)[:3]) +
+          (', ...' if len(oversized) > 3 else ''))
+    todo = [path for path in files if path not in oversized]
+    parts = [images for images, _ in decode_files(todo, height, channels)]
     count = sum(len(images) for images in parts)
     if not count:
       raise UsageError(f'--calibration_dir={calibration_dir}: none of its {len(files)} files is a '
-                       'readable image')
-    if count < len(files):
-      log(f'calibration: skipped {len(files) - count} of {len(files)} files that are not '
+                       'readable image' + (f' of at most --max_megapixels={max_megapixels:g}'
+                                           if oversized else ''))
+    if count < len(todo):
+      log(f'calibration: skipped {len(todo) - count} of {len(files)} files that are not '
           'readable images')
     return np.concatenate(parts), f'{count} images of --calibration_dir={calibration_dir}'
   if run.config.validation:
