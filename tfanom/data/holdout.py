@@ -6,7 +6,6 @@ import numpy as np
 from absl import logging
 
 from tfanom.data.arrays import LabelledImages, Source, stratified_mask
-from tfanom.data.sources import configured_source
 from tfanom.errors import UsageError
 
 ANOMALY_LABEL = -1
@@ -131,11 +130,3 @@ def channel_statistics(images: np.ndarray, pixels_per_chunk: int = 2**24):
   mean = counts @ values / total
   std = np.sqrt(np.maximum(counts @ np.square(values) / total - np.square(mean), 0.0))
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
-
-
-def load_split(config, log=print) -> HoldoutSplit:
-  """The run's hold-out split, built from its data source: training and every later load call
-  this. The source itself is not kept: the split holds the only copy of in-memory images (or
-  index arrays over prepared files)."""
-  return make_holdout(configured_source(config, log), config.holdout, config.validation,
-                      config.seed)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfanom.data.arrays import LabelledImages, Source, stratified_mask
 from tfanom.data.decoding import is_image_file, list_image_folder
+from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.imagenet import load_imagenet
 from tfanom.data.prepared import CACHE_FOLDER, file_split, prepared
 from tfanom.errors import UsageError
@@ -146,3 +147,11 @@ def prepare_data(config, log=print) -> Source:
   log(f'{config.dataset}: {len(source.train)} training and {len(source.test)} test images of '
       f'{"x".join(map(str, source.image_shape))} ready')
   return source
+
+
+def load_split(config, log=print) -> HoldoutSplit:
+  """The run's hold-out split, built from its data source: training and every later load call
+  this. The source itself is not kept: the split holds the only copy of in-memory images (or
+  index arrays over prepared files)."""
+  return make_holdout(configured_source(config, log), config.holdout, config.validation,
+                      config.seed)

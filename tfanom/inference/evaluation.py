@@ -19,7 +19,8 @@ import numpy as np
 from tfanom.anomaly import FEATURE_SCORES, ROTATION_SCORES, SCORES, available_scores, metrics
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import check_settings, setting
-from tfanom.data.holdout import holdout_text, load_split
+from tfanom.data.holdout import holdout_text
+from tfanom.data.sources import load_split
 from tfanom.errors import UsageError
 from tfanom.inference.savedmodel import load_export
 from tfanom.inference.features import file_fingerprint

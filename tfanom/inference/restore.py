@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tfanom.auxiliary import make_auxiliary_task
 from tfanom.config import TrainConfig, setting
-from tfanom.data.holdout import HoldoutSplit, load_split
+from tfanom.data.holdout import HoldoutSplit
+from tfanom.data.sources import load_split
 from tfanom.errors import UsageError
 from tfanom.models import Trunk, build_model
 from tfanom.training.checkpoints import RunCheckpoint

@@ -12,7 +12,8 @@ import os
 import tensorflow as tf
 
 from tfanom.config import TrainConfig
-from tfanom.data.holdout import holdout_text, load_split
+from tfanom.data.holdout import holdout_text
+from tfanom.data.sources import load_split
 from tfanom.models import network_name
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
