@@ -110,4 +110,5 @@ def run_command(main, module) -> None:
   # Run as `python -m tfanom.train` the module is __main__; its spec keeps the name typed.
   name = module.__spec__.name if module.__name__ == '__main__' else module.__name__
   name = name.removeprefix('tfanom.') if name.startswith('tfanom.experiments.') else name
+  name = name.removesuffix('.__main__')  # python -m tfanom.baselines
   app.run(main, flags_parser=lambda argv: parse_flags(name, argv))
