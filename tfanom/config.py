@@ -406,10 +406,11 @@ def check_settings(config) -> None:
     check_setting(field, kinds[field.name], getattr(config, field.name))
 
 
-def check_precision(name: str) -> None:
-  """Refuses a --mixed_precision TrainConfig does not offer."""
-  field = next(f for f in dataclasses.fields(TrainConfig) if f.name == 'mixed_precision')
-  check_setting(field, setting_types(TrainConfig)['mixed_precision'], name)
+def check_train_setting(name: str, value) -> None:
+  """Refuses, in the command line's words, a value of TrainConfig's setting `name` that it does
+  not allow: the check of library code called with a setting directly, not through a config."""
+  field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+  check_setting(field, setting_types(TrainConfig)[name], value)
 
 
 def parse_setting(name: str, text: str, config_class=None):

@@ -7,12 +7,11 @@ it is not data augmentation, the classification head never sees a rotated image.
 import keras
 import tensorflow as tf
 
-from tfanom.errors import UsageError
+from tfanom.config import check_train_setting
 from tfanom.models.trunk import checkpoint_variables
 
 # 'rot90': the four rotations the paper describes. 'official': what the official code applies
 # instead (identity, vertical flip, transpose, transpose of the vertical flip).
-ROTATION_SETS = ('rot90', 'official')
 NUM_ROTATIONS = 4
 
 
@@ -42,9 +41,7 @@ class RotationTask:
   loss_terms_per_image = NUM_ROTATIONS  # one classification of each rotated copy
 
   def __init__(self, rotations: str = 'rot90'):
-    if rotations not in ROTATION_SETS:
-      raise UsageError(f'--rotations={rotations} is unknown: choose one of '
-                       f'{", ".join(ROTATION_SETS)}')
+    check_train_setting('rotations', rotations)
     self.rotations = rotations
     # float32 logits under mixed precision, as the class head's.
     self.head = keras.layers.Dense(NUM_ROTATIONS, name='rotation_head', dtype='float32')

@@ -9,15 +9,11 @@ until they reach the training step (`to_unit_range`), which keeps host-to-device
 import numpy as np
 import tensorflow as tf
 
+from tfanom.config import check_train_setting
 from tfanom.data.holdout import HoldoutSplit
 from tfanom.errors import UsageError
 
 CROP_PADDING = 4
-# 'center_mask' is Table 7's regulariser: crop_flip, then a masked square inside the image centre.
-# 'crop_altflip' is airbench's: crops, and each image mirrored in every other epoch (a seeded half
-# of the images in even epochs, the other half in odd ones), which sees both orientations of every
-# image within two epochs.
-AUGMENTATIONS = ('crop_flip', 'crop', 'none', 'center_mask', 'crop_altflip')
 PAD_MODES = dict(zeros='CONSTANT', reflect='REFLECT')
 # On CIFAR-10's 32x32 images a 16x16 square within the central 21x21 region; other sides scale.
 MASK_FRACTION = 16 / 32
@@ -124,7 +120,11 @@ class InputPipeline:
     batch_size: global classification batch; every training batch is full (the last partial batch
       of an epoch is left to the next epoch's permutation), every evaluation example is kept.
     aux_batch_size: global batch of unaugmented images for the auxiliary task, or 0 for none.
-    augment: one of AUGMENTATIONS.
+    augment: one of the choices of TrainConfig.augment. 'center_mask' is Table 7's regulariser:
+      crop_flip, then a masked square inside the image centre. 'crop_altflip' is airbench's:
+      crops, and each image mirrored in every other epoch (a seeded half of the images in even
+      epochs, the other half in odd ones), which sees both orientations of every image within
+      two epochs.
     seed: seeds the permutations and the augmentation.
     crop_padding, crop_fill: the padding of crop augmentations and what it holds (PAD_MODES).
     crop_size: the side of the images the model sees: random crops (without padding) in training,
@@ -135,8 +135,7 @@ class InputPipeline:
   def __init__(self, split: HoldoutSplit, batch_size: int, aux_batch_size: int = 0,
                augment: str = 'crop_flip', seed: int = 0, crop_size: int | None = None,
                crop_padding: int = CROP_PADDING, crop_fill: str = 'zeros'):
-    if augment not in AUGMENTATIONS:
-      raise UsageError(f'--augment={augment} is unknown: choose one of {", ".join(AUGMENTATIONS)}')
+    check_train_setting('augment', augment)
     height, width, channels = split.train.images.shape[1:]
     if crop_size and crop_size > min(height, width):
       raise UsageError(f'--crop_size={crop_size} is larger than the {height}x{width} images of '

@@ -10,14 +10,14 @@ import contextlib
 
 import keras
 
-from tfanom.config import check_precision
+from tfanom.config import check_train_setting
 
 
 @contextlib.contextmanager
 def precision_scope(name: str):
   """Layers constructed inside compute in `name` (float32: unchanged); the global policy is restored
   on exit, so models built elsewhere in the process are not affected."""
-  check_precision(name)
+  check_train_setting('mixed_precision', name)
   previous = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy('float32' if name == 'float32' else f'mixed_{name}')
   try:

@@ -8,10 +8,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from tfanom.errors import UsageError
+from tfanom.config import check_train_setting
 from tfanom.models.trunk import CLASSIFICATION_TASK, TaskBatchNorm, Trunk
-
-STEMS = ('cifar', 'imagenet_maxpool', 'imagenet_avgpool')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,17 +30,8 @@ class WRNConfig:
   padding: str = 'zeros'  # or 'reflect' (the CPC trick of Appendix B)
 
   def __post_init__(self):
-    if self.depth < 10 or (self.depth - 4) % 6:
-      raise UsageError(f'--depth={self.depth} is not a Wide ResNet depth: use 6n+4 with n >= 1 '
-                       '(10, 16, 22, 28, 40)')
-    if self.width < 1:
-      raise UsageError(f'--width={self.width} must be a positive widening factor')
-    if not 0.0 <= self.dropout < 1.0:
-      raise UsageError(f'--dropout={self.dropout} must be in [0, 1)')
-    if self.stem not in STEMS:
-      raise UsageError(f'--stem={self.stem} is unknown: choose one of {", ".join(STEMS)}')
-    if self.padding not in ('zeros', 'reflect'):
-      raise UsageError(f'--padding={self.padding} is unknown: choose zeros or reflect')
+    for name in ('depth', 'width', 'dropout', 'extra_groups', 'stem', 'padding'):
+      check_train_setting(name, getattr(self, name))
 
   @property
   def blocks_per_group(self):
