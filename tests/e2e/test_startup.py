@@ -32,8 +32,11 @@ def native_lines(stderr: str) -> list[str]:
   return [line for line in stderr.splitlines() if NATIVE_LOG_LINE.match(line)]
 
 
-def test_start_up_is_quiet_by_default():
-  result = run()
+@pytest.mark.parametrize('level', [None, '1', '2', '3'])
+def test_start_up_is_quiet_by_default_and_at_every_quieter_level(level):
+  # TF_CPP_MIN_LOG_LEVEL=1, 2 or 3 are the usual ways to quieten TensorFlow: they must not show
+  # more than the default (3 once showed the start-up lines, and 2 the cuInit error).
+  result = run(**({} if level is None else {'TF_CPP_MIN_LOG_LEVEL': level}))
   assert result.stdout == '2\n'
   assert result.stderr.splitlines() == ['own line']
 
