@@ -605,6 +605,68 @@ def test_tfds_source(tfds_data_dir, name):
     assert part.labels.dtype == np.int64 and set(part.labels) <= set(range(10))
   split = make_holdout(source, class_names[3])
   assert split.holdout_index == 3 and len(split.evaluation) == MOCK_EXAMPLES
+  # Prepared beside the TFDS data, as folders are beside theirs.
+  cached = pathlib.Path(tfds_data_dir, prepared.CACHE_FOLDER)
+  assert len(list(cached.glob(f'{name}_train_{shape[0]}px_*.u8'))) == 1
+  assert len(list(cached.glob(f'{name}_test_{shape[0]}px_*.labels.npy'))) == 1
+
+
+def tfds_reads(monkeypatch):
+  """The splits TFDS is asked to read from now on (each read then fails, as unprepared data)."""
+  import tensorflow_datasets as tfds
+  reads = []
+
+  def as_dataset(self, split, **kwargs):
+    del kwargs
+    reads.append(split)
+    raise AssertionError(f'{self.name}: could not find data')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset', as_dataset)
+  return reads
+
+
+@pytest.mark.parametrize('name', ['mnist', 'cifar10'])
+def test_tfds_splits_are_prepared_once_as_tfds_reads_them(tfds_data_dir, name, tmp_path,
+                                                          monkeypatch):
+  import tensorflow_datasets as tfds
+  mock = dict(num_examples=MOCK_EXAMPLES, data_dir=tfds_data_dir,
+              policy=tfds.testing.MockPolicy.USE_FILES)
+  lines = []
+  with tfds.testing.mock_data(**mock):
+    source = load_source(name, tfds_data_dir, cache_dir=str(tmp_path), log=lines.append)
+    builder = tfds.builder(name, data_dir=tfds_data_dir)
+    direct = {split: list(zip(*tfds.as_numpy(builder.as_dataset(split=split,
+                                                                 as_supervised=True))))
+              for split in ('train', 'test')}
+  assert any(line.startswith(f'prepared {MOCK_EXAMPLES} images') for line in lines)
+  for part, split in ((source.train, 'train'), (source.test, 'test')):
+    assert isinstance(part.images, np.memmap)
+    np.testing.assert_array_equal(part.images, np.stack(direct[split][0]))
+    np.testing.assert_array_equal(part.labels, np.array(direct[split][1], np.int64))
+  written = sorted(p.name for p in tmp_path.iterdir())
+  assert len(written) == 4  # images and labels of two splits, under keys of their own
+
+  # A second load maps the files: TFDS is not read (outside mock_data it has no records at all).
+  reads = tfds_reads(monkeypatch)
+  again = load_source(name, tfds_data_dir, cache_dir=str(tmp_path))
+  assert reads == []
+  np.testing.assert_array_equal(again.train.images, source.train.images)
+  np.testing.assert_array_equal(again.test.labels, source.test.labels)
+  assert sorted(p.name for p in tmp_path.iterdir()) == written
+  monkeypatch.undo()
+
+  # Another version of the dataset has another key: it is prepared again, beside the first.
+  builder_of = tfds.builder
+
+  def other_version(*args, **kwargs):
+    builder = builder_of(*args, **kwargs)
+    builder._version = tfds.core.Version('99.0.0')  # pylint: disable=protected-access
+    return builder
+
+  monkeypatch.setattr(tfds, 'builder', other_version)
+  with tfds.testing.mock_data(**mock):
+    load_source(name, tfds_data_dir, cache_dir=str(tmp_path))
+  assert len(set(p.name for p in tmp_path.iterdir()) - set(written)) == 4
 
 
 @pytest.mark.parametrize('name', list(TFDS_CASES))
