@@ -1,5 +1,6 @@
 """Data sources, the hold-out split and the input pipelines."""
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -235,6 +236,93 @@ def test_eval_shares_are_padded_and_gather_to_every_example(split):
                              for pair in step for p in pair])
   np.testing.assert_array_equal(gathered[:len(split.evaluation)], split.evaluation.labels)
   assert len(gathered) - len(split.evaluation) < 8
+
+
+class RowCounter:
+  """An image array that records the rows the pipeline reads from it."""
+
+  def __init__(self, images):
+    self.images, self.shape, self.dtype, self.ndim = images, images.shape, images.dtype, images.ndim
+    self.reads = []
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, rows):
+    self.reads.append(np.array(rows).reshape(-1))
+    return self.images[rows]
+
+  def rows_read(self):
+    return np.sort(np.concatenate(self.reads)) if self.reads else np.zeros([0], int)
+
+
+def counted(split):
+  """`split` whose training and evaluation images count their reads."""
+  return dataclasses.replace(
+      split, train=LabelledImages(RowCounter(split.train.images), split.train.labels),
+      evaluation=LabelledImages(RowCounter(split.evaluation.images), split.evaluation.labels))
+
+
+@pytest.mark.parametrize('replicas', [2, 4])
+def test_each_of_two_workers_reads_only_its_replicas_rows_of_each_training_batch(split,
+                                                                                   replicas):
+  # crop_flip keeps each image's id (its largest pixel), so the rows of a batch can be named.
+  settings = dict(batch_size=16, aux_batch_size=4, augment='crop_flip', seed=5)
+  whole = batches(InputPipeline(split, **settings).train_dataset(2))
+  row_of = {image_id: row for row, image_id in enumerate(image_ids(split.train.images))}
+  local = replicas // 2
+  workers = []
+  for context in input_contexts(2, replicas):
+    worker_split = counted(split)
+    workers.append((worker_split.train.images,
+                    batches(InputPipeline(worker_split, **settings).train_dataset(2, 0, context))))
+  for index, (counter, part) in enumerate(workers):
+    expected = []
+    for batch in whole:
+      for key, size in (('image', 16), ('aux_image', 4)):
+        share = size // replicas
+        mine = batch[key][index * local * share:(index + 1) * local * share]
+        expected += [row_of[image_id] for image_id in image_ids(mine)]
+    # Exactly its replicas' rows of each global batch, each read once: half of every batch.
+    np.testing.assert_array_equal(counter.rows_read(), np.sort(expected))
+    assert len(expected) == len(whole) * (16 + 4) // 2
+  # Together, bit-identical to the one pipeline's global batches.
+  for step, batch in enumerate(whole):
+    for key, value in batch.items():
+      shares = [part[step * local + r][key] for _, part in workers for r in range(local)]
+      np.testing.assert_array_equal(np.concatenate(shares), value)
+
+
+@pytest.mark.parametrize('replicas', [2, 4])
+def test_each_of_two_workers_reads_only_its_rows_of_each_evaluation_batch(split, replicas):
+  num_eval, batch_size = len(split.evaluation), 7
+  share = -(-batch_size // replicas)
+  steps = -(-num_eval // (share * replicas))
+  assert steps * share * replicas > num_eval  # the last global batch is padded
+  local = replicas // 2
+  workers = []
+  for context in input_contexts(2, replicas):
+    worker_split = counted(split)
+    workers.append((worker_split.evaluation.images,
+                    batches(InputPipeline(worker_split, batch_size=16).eval_dataset(batch_size,
+                                                                                     context))))
+  for index, (counter, part) in enumerate(workers):
+    assert {len(element['label']) for element in part} == {share}  # static shapes
+    # Row r of global batch s is s * share * replicas + r; the padding repeats the last example.
+    rows = [step * share * replicas + r for step in range(steps)
+            for r in range(index * local * share, (index + 1) * local * share)]
+    np.testing.assert_array_equal(counter.rows_read(), np.sort(np.minimum(rows, num_eval - 1)))
+  gathered = {key: np.concatenate([part[step * local + r][key] for step in range(steps)
+                                   for _, part in workers for r in range(local)])
+              for key in ('image', 'label')}
+  assert len(gathered['label']) == steps * share * replicas
+  # Dropping the padded rows after gathering leaves every example once, in order.
+  np.testing.assert_array_equal(gathered['image'][:num_eval], split.evaluation.images)
+  np.testing.assert_array_equal(gathered['label'][:num_eval], split.evaluation.labels)
+  assert len(set(image_ids(gathered['image'][:num_eval]))) == num_eval
+  one = batches(InputPipeline(split, batch_size=16).eval_dataset(batch_size))
+  np.testing.assert_array_equal(np.concatenate([b['image'] for b in one]),
+                                gathered['image'][:num_eval])
 
 
 def test_classification_only_pipeline_has_no_aux_images(split):
