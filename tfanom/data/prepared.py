@@ -6,11 +6,11 @@ header) and `.labels.npy` beside it; every later run, seed, hold-out, evaluation
 that file (`np.memmap`, read-only) instead of decoding again, and reads only the pages it touches.
 The key is a digest of everything the pixels depend on: the file list with each file's size and
 modification time (or the TFDS dataset, version and split), the decoding settings and
-DECODING_VERSION. TFDS's `mnist`, `cifar10` and `stl10` hold decoded images already: their splits
-are written as they come, not decoded. A changed
-source therefore gets a new name and is decoded again, never mixed with the old one. A split is
-written to a temporary name and renamed into place, so an interrupted decode leaves nothing
-behind that a later run would read.
+DECODING_VERSION. A changed source therefore gets a new name and is prepared again, never mixed
+with the old one. TFDS's `mnist`, `cifar10` and `stl10` store decoded images: their splits are
+written as TFDS reads them (`EncodedSplit.decoded`). A split is written to a temporary name and
+renamed into place, so an interrupted preparation leaves nothing behind that a later run would
+read.
 """
 
 import dataclasses
@@ -70,7 +70,7 @@ def file_split(name: str, files, labels: np.ndarray, root, settings) -> EncodedS
 
 def prepared(split: EncodedSplit, cache_dir: pathlib.Path, image_size: int, channels: int = 3,
              skip_corrupt: bool = False, log=print):
-  """The split's images (a read-only memory map of the prepared file) and labels, decoding them
+  """The split's images (a read-only memory map of the prepared file) and labels, preparing them
   on first use."""
   # A file written while skipping unreadable images holds fewer images: it has a name of its own.
   stem = cache_dir / (f'{split.name}_{image_size}px{"" if channels == 3 else f"_{channels}ch"}_'
