@@ -109,8 +109,9 @@ def test_settings_the_dataset_ignores_are_listed():
   assert TrainConfig(dataset='digits', data_dir='/data', image_size=64,
                      skip_corrupt=True).ignored_settings() == ['data_dir', 'image_size',
                                                                'skip_corrupt']
-  assert TrainConfig(dataset='cifar10', data_dir='/data', cache_dir='/c').ignored_settings() == [
-      'cache_dir']
+  assert TrainConfig(dataset='cifar10', data_dir='/data', cache_dir='/c',
+                     skip_corrupt=True).ignored_settings() == ['skip_corrupt']
+  assert TrainConfig(dataset='digits', cache_dir='/c').ignored_settings() == ['cache_dir']
   assert TrainConfig(dataset='folder', data_dir='/d', image_size=64).ignored_settings() == []
   assert TrainConfig(dataset='digits').resolved().ignored_settings() == []
 

@@ -1,5 +1,6 @@
 """Data sources, the hold-out split and the input pipelines."""
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -235,6 +236,93 @@ def test_eval_shares_are_padded_and_gather_to_every_example(split):
                              for pair in step for p in pair])
   np.testing.assert_array_equal(gathered[:len(split.evaluation)], split.evaluation.labels)
   assert len(gathered) - len(split.evaluation) < 8
+
+
+class RowCounter:
+  """An image array that records the rows the pipeline reads from it."""
+
+  def __init__(self, images):
+    self.images, self.shape, self.dtype, self.ndim = images, images.shape, images.dtype, images.ndim
+    self.reads = []
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, rows):
+    self.reads.append(np.array(rows).reshape(-1))
+    return self.images[rows]
+
+  def rows_read(self):
+    return np.sort(np.concatenate(self.reads)) if self.reads else np.zeros([0], int)
+
+
+def counted(split):
+  """`split` whose training and evaluation images count their reads."""
+  return dataclasses.replace(
+      split, train=LabelledImages(RowCounter(split.train.images), split.train.labels),
+      evaluation=LabelledImages(RowCounter(split.evaluation.images), split.evaluation.labels))
+
+
+@pytest.mark.parametrize('replicas', [2, 4])
+def test_each_of_two_workers_reads_only_its_replicas_rows_of_each_training_batch(split,
+                                                                                   replicas):
+  # crop_flip keeps each image's id (its largest pixel), so the rows of a batch can be named.
+  settings = dict(batch_size=16, aux_batch_size=4, augment='crop_flip', seed=5)
+  whole = batches(InputPipeline(split, **settings).train_dataset(2))
+  row_of = {image_id: row for row, image_id in enumerate(image_ids(split.train.images))}
+  local = replicas // 2
+  workers = []
+  for context in input_contexts(2, replicas):
+    worker_split = counted(split)
+    workers.append((worker_split.train.images,
+                    batches(InputPipeline(worker_split, **settings).train_dataset(2, 0, context))))
+  for index, (counter, part) in enumerate(workers):
+    expected = []
+    for batch in whole:
+      for key, size in (('image', 16), ('aux_image', 4)):
+        share = size // replicas
+        mine = batch[key][index * local * share:(index + 1) * local * share]
+        expected += [row_of[image_id] for image_id in image_ids(mine)]
+    # Exactly its replicas' rows of each global batch, each read once: half of every batch.
+    np.testing.assert_array_equal(counter.rows_read(), np.sort(expected))
+    assert len(expected) == len(whole) * (16 + 4) // 2
+  # Together, bit-identical to the one pipeline's global batches.
+  for step, batch in enumerate(whole):
+    for key, value in batch.items():
+      shares = [part[step * local + r][key] for _, part in workers for r in range(local)]
+      np.testing.assert_array_equal(np.concatenate(shares), value)
+
+
+@pytest.mark.parametrize('replicas', [2, 4])
+def test_each_of_two_workers_reads_only_its_rows_of_each_evaluation_batch(split, replicas):
+  num_eval, batch_size = len(split.evaluation), 7
+  share = -(-batch_size // replicas)
+  steps = -(-num_eval // (share * replicas))
+  assert steps * share * replicas > num_eval  # the last global batch is padded
+  local = replicas // 2
+  workers = []
+  for context in input_contexts(2, replicas):
+    worker_split = counted(split)
+    workers.append((worker_split.evaluation.images,
+                    batches(InputPipeline(worker_split, batch_size=16).eval_dataset(batch_size,
+                                                                                     context))))
+  for index, (counter, part) in enumerate(workers):
+    assert {len(element['label']) for element in part} == {share}  # static shapes
+    # Row r of global batch s is s * share * replicas + r; the padding repeats the last example.
+    rows = [step * share * replicas + r for step in range(steps)
+            for r in range(index * local * share, (index + 1) * local * share)]
+    np.testing.assert_array_equal(counter.rows_read(), np.sort(np.minimum(rows, num_eval - 1)))
+  gathered = {key: np.concatenate([part[step * local + r][key] for step in range(steps)
+                                   for _, part in workers for r in range(local)])
+              for key in ('image', 'label')}
+  assert len(gathered['label']) == steps * share * replicas
+  # Dropping the padded rows after gathering leaves every example once, in order.
+  np.testing.assert_array_equal(gathered['image'][:num_eval], split.evaluation.images)
+  np.testing.assert_array_equal(gathered['label'][:num_eval], split.evaluation.labels)
+  assert len(set(image_ids(gathered['image'][:num_eval]))) == num_eval
+  one = batches(InputPipeline(split, batch_size=16).eval_dataset(batch_size))
+  np.testing.assert_array_equal(np.concatenate([b['image'] for b in one]),
+                                gathered['image'][:num_eval])
 
 
 def test_classification_only_pipeline_has_no_aux_images(split):
@@ -605,6 +693,68 @@ def test_tfds_source(tfds_data_dir, name):
     assert part.labels.dtype == np.int64 and set(part.labels) <= set(range(10))
   split = make_holdout(source, class_names[3])
   assert split.holdout_index == 3 and len(split.evaluation) == MOCK_EXAMPLES
+  # Prepared beside the TFDS data, as folders are beside theirs.
+  cached = pathlib.Path(tfds_data_dir, prepared.CACHE_FOLDER)
+  assert len(list(cached.glob(f'{name}_train_{shape[0]}px_*.u8'))) == 1
+  assert len(list(cached.glob(f'{name}_test_{shape[0]}px_*.labels.npy'))) == 1
+
+
+def tfds_reads(monkeypatch):
+  """The splits TFDS is asked to read from now on (each read then fails, as unprepared data)."""
+  import tensorflow_datasets as tfds
+  reads = []
+
+  def as_dataset(self, split, **kwargs):
+    del kwargs
+    reads.append(split)
+    raise AssertionError(f'{self.name}: could not find data')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset', as_dataset)
+  return reads
+
+
+@pytest.mark.parametrize('name', ['mnist', 'cifar10'])
+def test_tfds_splits_are_prepared_once_as_tfds_reads_them(tfds_data_dir, name, tmp_path,
+                                                          monkeypatch):
+  import tensorflow_datasets as tfds
+  mock = dict(num_examples=MOCK_EXAMPLES, data_dir=tfds_data_dir,
+              policy=tfds.testing.MockPolicy.USE_FILES)
+  lines = []
+  with tfds.testing.mock_data(**mock):
+    source = load_source(name, tfds_data_dir, cache_dir=str(tmp_path), log=lines.append)
+    builder = tfds.builder(name, data_dir=tfds_data_dir)
+    direct = {split: list(zip(*tfds.as_numpy(builder.as_dataset(split=split,
+                                                                 as_supervised=True))))
+              for split in ('train', 'test')}
+  assert any(line.startswith(f'prepared {MOCK_EXAMPLES} images') for line in lines)
+  for part, split in ((source.train, 'train'), (source.test, 'test')):
+    assert isinstance(part.images, np.memmap)
+    np.testing.assert_array_equal(part.images, np.stack(direct[split][0]))
+    np.testing.assert_array_equal(part.labels, np.array(direct[split][1], np.int64))
+  written = sorted(p.name for p in tmp_path.iterdir())
+  assert len(written) == 4  # images and labels of two splits, under keys of their own
+
+  # A second load maps the files: TFDS is not read (outside mock_data it has no records at all).
+  reads = tfds_reads(monkeypatch)
+  again = load_source(name, tfds_data_dir, cache_dir=str(tmp_path))
+  assert reads == []
+  np.testing.assert_array_equal(again.train.images, source.train.images)
+  np.testing.assert_array_equal(again.test.labels, source.test.labels)
+  assert sorted(p.name for p in tmp_path.iterdir()) == written
+  monkeypatch.undo()
+
+  # Another version of the dataset has another key: it is prepared again, beside the first.
+  builder_of = tfds.builder
+
+  def other_version(*args, **kwargs):
+    builder = builder_of(*args, **kwargs)
+    builder._version = tfds.core.Version('99.0.0')  # pylint: disable=protected-access
+    return builder
+
+  monkeypatch.setattr(tfds, 'builder', other_version)
+  with tfds.testing.mock_data(**mock):
+    load_source(name, tfds_data_dir, cache_dir=str(tmp_path))
+  assert len(set(p.name for p in tmp_path.iterdir()) - set(written)) == 4
 
 
 @pytest.mark.parametrize('name', list(TFDS_CASES))

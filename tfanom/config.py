@@ -58,7 +58,7 @@ def _decodes_files(dataset: str) -> bool:
 SOURCE_SETTINGS = dict(
     data_dir=lambda dataset: dataset != 'digits',
     image_size=_decodes_files,
-    cache_dir=_decodes_files,
+    cache_dir=lambda dataset: dataset != 'digits',
     skip_corrupt=_decodes_files)
 
 
@@ -83,8 +83,8 @@ class TrainConfig:
                                   'central in evaluation); ImageNet default 224; unset elsewhere: '
                                   'pad-and-crop at full size.', minimum=1)
   members: tuple[str, ...] = setting((), 'WordNet ids of the classes of --dataset=imagenet_subset.')
-  cache_dir: str | None = setting(None, 'Where decoded folder and ImageNet images are '
-                                  'prepared once for every run; default <data_dir>/tfanom_cache.',
+  cache_dir: str | None = setting(None, 'Where TFDS, folder and ImageNet images are prepared '
+                                  'once for every run; default <data_dir>/tfanom_cache.',
                                   resumable=True)
   skip_corrupt: bool = setting(False, 'Skip unreadable image files (folder, ImageNet) and report '
                                'how many, instead of stopping.')

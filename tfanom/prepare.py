@@ -1,6 +1,7 @@
-r"""Prepares a dataset once, without training: folders and ImageNet subsets are decoded into
-their prepared files (docs/protocol.md, "Prepared data and memory").
+r"""Prepares a dataset once, without training: TFDS datasets, folders and ImageNet subsets are
+written into their prepared files (docs/protocol.md, "Prepared data and memory").
 
+  python -m tfanom.prepare --dataset=cifar10 --data_dir=$TFDS
   python -m tfanom.prepare --dataset=folder --data_dir=ROOT --image_size=64
   python -m tfanom.prepare --dataset=imagenet_dog --data_dir=$ILSVRC --cache_dir=/shared/cache
 

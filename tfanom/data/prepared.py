@@ -1,14 +1,16 @@
 """Prepared data: a split's images decoded once into an uncompressed file, then read by index.
 
-Folders, TFDS datasets and the ImageNet subsets are prepared the same way: the first run decodes a
+Folders, TFDS datasets and the ImageNet subsets are prepared the same way: the first run writes a
 split batch by batch into `<name>_<size>px_<key>.u8` (uint8 images [N, S, S, C] in C order, no
 header) and `.labels.npy` beside it; every later run, seed, hold-out, evaluation and export maps
 that file (`np.memmap`, read-only) instead of decoding again, and reads only the pages it touches.
 The key is a digest of everything the pixels depend on: the file list with each file's size and
-modification time (or the TFDS split), the decoding settings and DECODING_VERSION. A changed
-source therefore gets a new name and is decoded again, never mixed with the old one. A split is
-written to a temporary name and renamed into place, so an interrupted decode leaves nothing
-behind that a later run would read.
+modification time (or the TFDS dataset, version and split), the decoding settings and
+DECODING_VERSION. A changed source therefore gets a new name and is prepared again, never mixed
+with the old one. TFDS's `mnist`, `cifar10` and `stl10` store decoded images: their splits are
+written as TFDS reads them (`EncodedSplit.decoded`). A split is written to a temporary name and
+renamed into place, so an interrupted preparation leaves nothing behind that a later run would
+read.
 """
 
 import dataclasses
@@ -21,7 +23,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfanom.data.decoding import decoded_batches, first_undecodable, warn_skipped
+from tfanom.data.decoding import (DECODE_BATCH, decoded_batches, first_undecodable,
+                                  warn_skipped)
 from tfanom.errors import UsageError
 from tfanom.progress import Throttle
 
@@ -33,12 +36,15 @@ DECODING_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-  """A split's encoded images in a fixed order, with what identifies them for preparation."""
+  """A split's images in a fixed order, with what identifies them for preparation."""
   name: str
   key: str  # changes whenever the images or their labels do
-  dataset: Callable  # () -> tf.data.Dataset of (encoded bytes, label)
-  locate: Callable[[int], str]  # position of an undecodable image -> how to find it
+  # () -> tf.data.Dataset of (encoded bytes, label), or with `decoded` of (uint8 image, label)
+  # already at the prepared size
+  dataset: Callable
+  locate: Callable[[int], str] | None = None  # position of an undecodable image -> how to find it
   size: int | None = None  # number of images, when known without reading them (progress lines)
+  decoded: bool = False
 
 
 def digest(payload) -> str:
@@ -64,7 +70,7 @@ def file_split(name: str, files, labels: np.ndarray, root, settings) -> EncodedS
 
 def prepared(split: EncodedSplit, cache_dir: pathlib.Path, image_size: int, channels: int = 3,
              skip_corrupt: bool = False, log=print):
-  """The split's images (a read-only memory map of the prepared file) and labels, decoding them
+  """The split's images (a read-only memory map of the prepared file) and labels, preparing them
   on first use."""
   # A file written while skipping unreadable images holds fewer images: it has a name of its own.
   stem = cache_dir / (f'{split.name}_{image_size}px{"" if channels == 3 else f"_{channels}ch"}_'
@@ -91,13 +97,17 @@ def _decode_into(split: EncodedSplit, images_path, labels_path, image_size, chan
   try:
     images_path.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, 'wb') as handle:
-      for images, batch_labels in decoded_batches(split.dataset(), image_size, channels,
-                                                  skip_corrupt, split.locate):
+      if split.decoded:
+        batches = split.dataset().batch(DECODE_BATCH).prefetch(2).as_numpy_iterator()
+      else:
+        batches = decoded_batches(split.dataset(), image_size, channels, skip_corrupt,
+                                  split.locate)
+      for images, batch_labels in batches:
         handle.write(images.tobytes())
         labels.append(batch_labels)
         written += len(batch_labels)
         if throttle.due():
-          log(f'preparing {images_path.name}: {written}{of} images decoded '
+          log(f'preparing {images_path.name}: {written}{of} images written '
               f'({written / max(throttle.elapsed(), 1e-9):.0f} img/s)')
     if skip_corrupt:
       total = (split.size if split.size is not None

@@ -1,7 +1,7 @@
 """Where labelled images come from: the shipped `digits` set, TFDS datasets, and image folders.
 
-Every source returns whole splits as uint8 arrays: in memory (digits, TFDS) or memory-mapped
-from prepared files (folders, ImageNet: `prepared.py`); the hold-out split and the input
+Every source returns whole splits as uint8 arrays: in memory (digits) or memory-mapped from
+prepared files (TFDS, folders, ImageNet: `prepared.py`); the hold-out split and the input
 pipelines (`holdout.py`, `pipeline.py`) work on those arrays.
 """
 
@@ -15,7 +15,7 @@ from tfanom.data.arrays import LabelledImages, Source, stratified_mask
 from tfanom.data.decoding import is_image_file, list_image_folder
 from tfanom.data.holdout import HoldoutSplit, make_holdout
 from tfanom.data.imagenet import load_imagenet
-from tfanom.data.prepared import CACHE_FOLDER, file_split, prepared
+from tfanom.data.prepared import CACHE_FOLDER, EncodedSplit, digest, file_split, prepared
 from tfanom.errors import UsageError
 
 # Test split fraction and seed for `digits` are fixed so that every run, whatever its --seed, is
@@ -51,8 +51,13 @@ TFDS_SOURCES = {
 }
 
 
-def load_tfds(name: str, data_dir: str | None) -> Source:
-  """A TFDS dataset already prepared under `data_dir` (nothing is downloaded)."""
+def load_tfds(name: str, data_dir: str | None, cache_dir: str | None = None, log=print) -> Source:
+  """A TFDS dataset already prepared under `data_dir` (nothing is downloaded).
+
+  Each split is written once into a prepared file (`tfanom.data.prepared`), in `cache_dir` or
+  `<TFDS data dir>/tfanom_cache`, and mapped from there by every later run: keyed by the
+  dataset's name, version, split and image shape, it is written again whenever one changes.
+  """
   import tensorflow_datasets as tfds  # Imported here: it is slow and only these sources need it.
   tfds_name, train_split, test_split = TFDS_SOURCES[name]
   how_to = (f'prepare it on a machine with internet access with `tfds build {tfds_name} '
@@ -60,18 +65,32 @@ def load_tfds(name: str, data_dir: str | None) -> Source:
   if data_dir is not None and not os.path.isdir(data_dir):
     raise UsageError(f'--data_dir={data_dir} does not exist: {how_to}')
   builder = tfds.builder(tfds_name, data_dir=data_dir)
-  try:
-    # Read in batches: batch_size=-1 would need the split's size from metadata, which
-    # tfds.testing.mock_data does not provide.
-    splits = {split: [np.concatenate(parts) for parts in zip(*tfds.as_numpy(
-                  builder.as_dataset(split=split, as_supervised=True).batch(4096)))]
-              for split in (train_split, test_split)}
-  except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as error:
-    raise UsageError(f'{tfds_name} is not prepared in {builder.data_dir}: {how_to}') from error
+  not_prepared = f'{tfds_name} is not prepared in {builder.data_dir}: {how_to}'
+  cache = (pathlib.Path(cache_dir) if cache_dir
+           else pathlib.Path(builder.data_dir_root, CACHE_FOLDER))
+  height, width, channels = builder.info.features['image'].shape  # square in every TFDS_SOURCES
+
+  def split(tfds_split):
+    def dataset():
+      try:
+        return builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+      except (AssertionError, FileNotFoundError) as error:
+        raise UsageError(not_prepared) from error
+
+    known = tfds_split in builder.info.splits
+    encoded = EncodedSplit(
+        f'{tfds_name}_{tfds_split}',
+        digest(['tfds', builder.name, str(builder.version), tfds_split, [height, width, channels]]),
+        dataset, size=builder.info.splits[tfds_split].num_examples if known else None,
+        decoded=True)
+    try:
+      return LabelledImages(*prepared(encoded, cache, height, channels, log=log))
+    except tf.errors.NotFoundError as error:  # a record file missing under a prepared data dir
+      raise UsageError(not_prepared) from error
+
   class_names = tuple(builder.info.features['label'].names)
-  train, test = ([LabelledImages(np.asarray(images, np.uint8), np.asarray(labels, np.int64))
-                  for images, labels in (splits[train_split], splits[test_split])])
-  return Source(name=name, class_names=class_names, train=train, test=test)
+  return Source(name=name, class_names=class_names, train=split(train_split),
+                test=split(test_split))
 
 
 def load_folder(root: str | None, image_size: int, skip_corrupt: bool = False,
@@ -118,14 +137,14 @@ DATASETS = ('digits', *TFDS_SOURCES, 'folder')
 def load_source(name: str, data_dir: str | None = None, image_size: int = 32, members=(),
                 cache_dir: str | None = None, skip_corrupt: bool = False, log=print) -> Source:
   """The dataset `name`; `members` applies to the ImageNet subsets alone, `cache_dir` (where
-  decoded images are prepared) and `skip_corrupt` to the image files of folders and ImageNet;
-  `log` receives the progress lines of a first decode."""
+  images are prepared) to every source but digits, and `skip_corrupt` to the image files of
+  folders and ImageNet; `log` receives the progress lines of a first preparation."""
   if name.startswith('imagenet_'):
     return load_imagenet(name, data_dir, image_size, members, cache_dir, skip_corrupt, log)
   if name == 'digits':
     return load_digits()
   if name in TFDS_SOURCES:
-    return load_tfds(name, data_dir)
+    return load_tfds(name, data_dir, cache_dir, log)
   if name == 'folder':
     return load_folder(data_dir, image_size, skip_corrupt, cache_dir, log)
   raise UsageError(f'--dataset={name} is unknown: choose one of {", ".join(DATASETS)} or an '
@@ -141,7 +160,8 @@ def configured_source(config, log=print) -> Source:
 
 def prepare_data(config, log=print) -> Source:
   """Prepares the data a training run of `config` (a `TrainConfig`) reads, without training:
-  folders and ImageNet subsets are decoded into their prepared files (`prepared.py`)."""
+  TFDS datasets, folders and ImageNet subsets are written into their prepared files
+  (`prepared.py`)."""
   config = config.resolved()
   source = configured_source(config, log)
   log(f'{config.dataset}: {len(source.train)} training and {len(source.test)} test images of '

@@ -1,7 +1,8 @@
 """The most and least anomalous images of a scoring run, as a self-contained HTML page and a PNG.
 
-Each image is shown as the model saw it (resized and centre-cropped), with its predicted class,
-its anomaly score and whether it is called an anomaly.
+Each image is shown as the model saw it (resized, centre-cropped to the image size and then to
+the crop size, as `tfanom.score` passes it), with its predicted class, its anomaly score and
+whether it is called an anomaly.
 """
 
 import base64

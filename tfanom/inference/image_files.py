@@ -5,7 +5,8 @@ centre-cropped to its size as its training images were, and scored in batches by
 every score of `serving_default` and `odin`, and the decision of one score at one calibrated normal
 rate. Written to OUTPUT (all at once, when everything has succeeded):
 - `scores.csv`: path, class_name, probability, one column per score, anomaly_score, is_anomaly;
-- `gallery.html` and `gallery.png`: the most and least anomalous images;
+- `gallery.html` and `gallery.png`: the most and least anomalous images, as scored (centre-cropped
+  to the export's crop size);
 - `summary.json`: counts, the score and threshold used, the skipped files, and with
   `labels_from_folders` the AP/AUROC of every score and the share flagged per group.
 """
@@ -22,6 +23,7 @@ from tfanom.anomaly import metrics
 from tfanom.config import check_settings, setting
 from tfanom.data.decoding import (decode_files, find_image_files, input_root, too_large,
                                   utf8_name)
+from tfanom.data.pipeline import center_crop
 from tfanom.errors import UsageError
 from tfanom.inference import gallery
 from tfanom.inference.savedmodel import load_export, max_megapixels_setting
@@ -111,6 +113,8 @@ def score_files(config: ScoreConfig, log=print) -> dict:
   oversized = too_large(files, config.max_megapixels)
   todo = [path for path in files if path not in oversized]
   height, _, channels = (int(d) for d in loaded.image_shape.numpy())
+  # The export scores the central --crop_size square of each image: the gallery shows that.
+  crop_size = json.loads(loaded.config_json.numpy())['crop_size']
   extremes = gallery.Extremes(config.gallery_size)
   rows, columns, kept = [], {}, set()
   throttle = Throttle()
@@ -122,7 +126,7 @@ def score_files(config: ScoreConfig, log=print) -> dict:
       rows += batch_rows
       for name, values in batch_columns.items():
         columns.setdefault(name, []).append(values)
-      extremes.update(part, batch_columns[score], batch_rows)
+      extremes.update(center_crop(part, crop_size), batch_columns[score], batch_rows)
     kept.update(positions.tolist())
     if throttle.due():
       log(f'scoring: {len(kept)}/{len(todo)} files ({len(kept) / throttle.elapsed():.0f} img/s)')
