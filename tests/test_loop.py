@@ -1,5 +1,5 @@
 """The epoch loop: training under each strategy, evaluation, resuming, the evaluation schedule,
-progress lines and stop requests."""
+progress lines and stop requests (honoured at the end of an epoch shorter than a loop)."""
 
 import json
 import random
@@ -116,15 +116,17 @@ def test_strategies_agree(strategy_runs):
     assert stats['aux_loss'] == pytest.approx(reference['aux_loss'], rel=0.1)
 
 
-def test_resume_continues_from_the_saved_epoch(strategy_runs, digits_split, make_config,
+def test_a_stopped_run_resumes_from_the_saved_epoch(strategy_runs, digits_split, make_config,
                                                tmp_path):
-  config = make_config(eval_every=1)
+  # A loop of 50 steps is longer than digits' epochs of 19: a stop request is still honoured at
+  # the end of the first epoch, with its checkpoint.
+  config = make_config(eval_every=1, steps_per_loop=50)
   checkpoints = str(tmp_path / 'checkpoints')
   strategy = make_strategy('default')
   first = Trainer(config, digits_split, strategy, checkpoints, log=lambda line: None)
-  # The run stops right after its first checkpoint.
-  with pytest.raises(Preempted, match='stopped after epoch 1 of 2'):
-    first.train(stop_requested=lambda: tf.train.latest_checkpoint(checkpoints) is not None)
+  with pytest.raises(Preempted, match='stopped after epoch 1 of 2; a checkpoint is saved'):
+    first.train(stop_requested=lambda: True)
+  assert tf.train.latest_checkpoint(checkpoints).endswith(f'ckpt-{first.steps_per_epoch}')
 
   lines = []
   resumed = Trainer(config, digits_split, strategy, checkpoints, log=lines.append)
@@ -186,14 +188,3 @@ def test_progress_line_gives_mean_losses_and_accuracies(make_config):
   totals[3:] = 0  # --aux=none
   assert progress_line(make_config(epochs=5), 1, 3, 9, totals, None, 0.1, 123.4) == (
       'epoch 2/5 step 3/9 loss 0.5000 acc 75.00% | lr 0.1 | 123 img/s')
-
-
-def test_a_stop_request_is_honoured_at_the_end_of_a_short_epoch(digits_split, make_config,
-                                                                tmp_path):
-  config = make_config(steps_per_loop=50, epochs=3)
-  checkpoints = str(tmp_path / 'checkpoints')
-  trainer = Trainer(config, digits_split, make_strategy('default'), checkpoints,
-                    log=lambda line: None)
-  with pytest.raises(Preempted, match='stopped after epoch 1 of 3; a checkpoint is saved'):
-    trainer.train(stop_requested=lambda: True)
-  assert tf.train.latest_checkpoint(checkpoints).endswith(f'ckpt-{trainer.steps_per_epoch}')
