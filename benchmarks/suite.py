@@ -10,8 +10,10 @@ CIFAR-shaped (uint8, 32x32x3, 10 classes); targets are for the full (non-quick) 
 """
 
 import dataclasses
+import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,7 @@ class Sizes:
 
 
 FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ('--epochs=1', '--final_window=1'),
-             500, 64)
+             2000, 64)
 QUICK = Sizes(10, 1, 32, 2, 2048, 100, 10**4, 512, 8,
               ('--depth=10', '--width=1', '--epochs=1', '--final_window=1'), 100, 32)
 GPU = Sizes(28, 10, 128, 50, 50000, 10000, 10**6, 8192, 150, (), 2000, 64)
@@ -290,7 +292,8 @@ def digits_peak_rss(extra_args) -> float:
 
 def write_folder(root: str, count: int, side: int) -> None:
   """ROOT/{train,test}/<10 classes>/*.jpg: `count` training images and count/4 test images,
-  smooth random JPEGs written by PIL at `side` + 8 by `side` + 16 pixels."""
+  smooth random JPEGs written by PIL at 5 by 3.75 times `side` (320x240 pixels for 64), so that
+  preparing them costs the decoding and resizing of photos."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   for split, number in (('train', count), ('test', max(count // 4, 20))):
@@ -298,28 +301,33 @@ def write_folder(root: str, count: int, side: int) -> None:
       folder = os.path.join(root, split, f'class{index % 10}')
       os.makedirs(folder, exist_ok=True)
       coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-      Image.fromarray(coarse).resize((side + 16, side + 8), Image.BILINEAR).save(
+      Image.fromarray(coarse).resize((5 * side, 15 * side // 4), Image.BILINEAR).save(
           os.path.join(folder, f'{index:06d}.jpg'), quality=90)
 
 
-def peak_rss_anon(command, **kwargs) -> float:
-  """Peak anonymous resident memory (MiB; RssAnon, sampled every 10 ms) of a command's process:
-  pages of a memory-mapped file are not anonymous, so they do not count."""
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=dict(os.environ, PYTHONPATH=os.getcwd()), **kwargs)
-  peak = 0
-  while process.poll() is None:
-    try:
-      with open(f'/proc/{process.pid}/status') as status:
-        for line in status:
-          if line.startswith('RssAnon:'):
-            peak = max(peak, int(line.split()[1]))
-    except (FileNotFoundError, ProcessLookupError):
-      pass
+def peak_rss_anon(commands, env=None) -> list[float]:
+  """Peak anonymous resident memory (MiB; RssAnon, sampled every 10 ms) of each command's process,
+  run side by side (`env`: one environment each, or none): pages of a memory-mapped file are not
+  anonymous, so they do not count."""
+  processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=dict(os.environ, PYTHONPATH=os.getcwd(),
+                                         **(env[index] if env else {})))
+               for index, command in enumerate(commands)]
+  peaks = [0] * len(processes)
+  while any(process.poll() is None for process in processes):
+    for index, process in enumerate(processes):
+      try:
+        with open(f'/proc/{process.pid}/status') as status:
+          for line in status:
+            if line.startswith('RssAnon:'):
+              peaks[index] = max(peaks[index], int(line.split()[1]))
+      except (FileNotFoundError, ProcessLookupError):
+        pass
     time.sleep(0.01)
-  if process.returncode:
-    raise RuntimeError(process.stderr.read().decode()[-2000:])
-  return peak / 1024.0
+  for process in processes:
+    if process.wait():
+      raise RuntimeError(process.stderr.read().decode()[-2000:])
+  return [peak / 1024.0 for peak in peaks]
 
 
 FIRST_BATCH = """
@@ -340,8 +348,8 @@ print(ready - imported, time.perf_counter() - imported)
 def seconds_to_first_batch(folder: str, cache_dir: str, side: int) -> tuple[float, float]:
   """Seconds from loading a folder to its hold-out split, and to the first training batch, in a
   new process (TensorFlow's import excluded): the first call prepares the folder, later ones map
-  the prepared files. The batch adds a fixed cost, tracing the augmentation (about 3.5 s of the
-  4.3 s of a 2000-image folder's first batch at load 15 on 2 cores)."""
+  the prepared files. The batch adds a fixed cost, tracing the augmentation (about 0.6 s of the
+  second run's 0.76 s on an 8000-image folder, 2 cores at load 6)."""
   result = subprocess.run([sys.executable, '-c', FIRST_BATCH, folder, cache_dir, str(side)],
                           check=True, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=os.getcwd()))
@@ -349,18 +357,35 @@ def seconds_to_first_batch(folder: str, cache_dir: str, side: int) -> tuple[floa
   return ready, first_batch
 
 
-def training_peak_rss(folder: str, cache_dir: str, side: int, sizes: Sizes) -> float:
-  """Peak RssAnon (MiB) of a 2-epoch `tfanom.train` run (default strategy: mirrored) on a
-  prepared folder."""
+def training_peak_rss(folder: str, cache_dir: str, side: int, strategy: str) -> float:
+  """Peak RssAnon (MiB) of a 2-epoch `tfanom.train` run on a prepared folder (WRN-10-1, batch 64,
+  evaluation batch 64, crops of side/2); with
+  `multiworker`, of the larger of two workers on this machine (TF_CONFIG with two local ports)."""
   with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as workdir:
-    return peak_rss_anon([sys.executable, '-m', 'tfanom.train', '--dataset=folder',
-                          f'--data_dir={folder}', f'--cache_dir={cache_dir}',
-                          f'--image_size={side}', '--depth=10', '--width=1', '--aux=none',
-                          '--epochs=2', '--final_window=1', '--batch_size=64',
-                          # The default evaluation batch (the whole test set here) would make
-                          # ODIN's activations the peak: 1043 MiB more for 4N images than for N.
-                          '--eval_batch_size=64',
-                          '--strategy=mirrored', f'--workdir={workdir}'])
+    command = [sys.executable, '-m', 'tfanom.train', '--dataset=folder', f'--data_dir={folder}',
+               f'--cache_dir={cache_dir}', f'--image_size={side}',
+               # The network sees crops of half the side: the arrays are the same, and the four
+               # runs take minutes, not a quarter of an hour, on 2 cores.
+               f'--crop_size={side // 2}', '--depth=10', '--width=1', '--aux=none', '--epochs=2', '--final_window=1', '--batch_size=64',
+               # The default evaluation batch (the whole test set here) would make ODIN's
+               # activations the peak: 1043 MiB more for 4N images than for N.
+               '--eval_batch_size=64', f'--strategy={strategy}', f'--workdir={workdir}']
+    if strategy != 'multiworker':
+      return peak_rss_anon([command])[0]
+    cluster = {'worker': [f'localhost:{port}' for port in free_ports(2)]}
+    return max(peak_rss_anon([command] * 2, [
+        dict(TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}}))
+        for i in range(2)]))
+
+
+def free_ports(count: int) -> list[int]:
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
 
 
 def prepared_split(split: HoldoutSplit, directory: str) -> HoldoutSplit:
@@ -382,17 +407,23 @@ def report_prepared_data(sizes: Sizes) -> None:
     first_ready, first = seconds_to_first_batch(folders[4 * count], cache, side)
     second_ready, second = seconds_to_first_batch(folders[4 * count], cache, side)
     report('second run / first run seconds to the first training batch', second / first,
-           '<= 0.1', f'{second:.2f} vs {first:.2f} s, {4 * count} JPEGs prepared at '
-           f'{side}x{side} by the first; to the hold-out split alone {second_ready:.2f} vs '
-           f'{first_ready:.2f} s, {second_ready / first_ready:.3f}')
+           '<= 0.1', f'{second:.2f} vs {first:.2f} s, {5 * count} JPEGs of {5 * side}x'
+           f'{15 * side // 4} prepared at {side}x{side} by the first; to the hold-out split '
+           f'alone {second_ready:.2f} vs {first_ready:.2f} s, {second_ready / first_ready:.3f}')
     seconds_to_first_batch(folders[count], cache, side)
-    small, large = (training_peak_rss(folders[n], cache, side, sizes) for n in (count, 4 * count))
     train_bytes = 0.9 * 3 * count * side * side * 3  # the 4N folder's extra known-class images
-    report('prepared folder of 4N / N images, 2-epoch run peak RssAnon', large / small, '<= 1.15',
-           f'{large:.0f} vs {small:.0f} MiB, N = {count} images of {side}x{side}, mirrored')
-    report('peak RssAnon above the N-image run / extra training array bytes',
-           (large - small) * 2**20 / train_bytes, '<= 0.25',
-           f'{large - small:.1f} MiB for {train_bytes / 2**20:.1f} MiB of training images')
+    for strategy in ('mirrored', 'multiworker'):
+      small, large = (training_peak_rss(folders[n], cache, side, strategy)
+                      for n in (count, 4 * count))
+      if strategy == 'mirrored':
+        report('prepared folder of 4N / N images, 2-epoch run peak RssAnon', large / small,
+               '<= 1.15', f'{large:.0f} vs {small:.0f} MiB, N = {count} images of {side}x{side},'
+               ' mirrored')
+      report(f'peak RssAnon above the N-image run / extra training array bytes, {strategy}',
+             (large - small) * 2**20 / train_bytes, '<= 0.25',
+             f'{large - small:.1f} MiB ({large:.0f} vs {small:.0f}) for '
+             f'{train_bytes / 2**20:.1f} MiB of training images'
+             + (', the larger of 2 workers' if strategy == 'multiworker' else ''))
     split = synthetic_split(sizes.pipeline_images)
     mapped = prepared_split(split, root)
     rates = [(pipeline_images_per_second(sizes, mapped), pipeline_images_per_second(sizes, split))

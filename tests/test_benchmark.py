@@ -22,9 +22,14 @@ FIGURES = (
     'digits run peak RSS / 1 GiB',
     'second run / first run seconds to the first training batch',
     'prepared folder of 4N / N images, 2-epoch run peak RssAnon',
-    'peak RssAnon above the N-image run / extra training array bytes',
+    'peak RssAnon above the N-image run / extra training array bytes, mirrored',
+    'peak RssAnon above the N-image run / extra training array bytes, multiworker',
     'prepared data / in-memory array pipeline throughput',
 )
+# Memory growth between two runs: at --quick sizes (0.8 MiB of extra images) it is within the
+# allocator's noise, and may be below zero.
+SIGNED = ('peak RssAnon above the N-image run / extra training array bytes, mirrored',
+          'peak RssAnon above the N-image run / extra training array bytes, multiworker')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -39,6 +44,6 @@ def test_quick_benchmark_reports_every_ratio():
     match = re.fullmatch(re.escape(figure) + r': (\S+) \(target [^)]+\) \[(.+)\]', lines[figure])
     assert match, lines[figure]
     ratio = float(match.group(1))
-    assert math.isfinite(ratio) and ratio > 0, lines[figure]
+    assert math.isfinite(ratio) and (ratio > 0 or figure in SIGNED), lines[figure]
   difference = re.search(r'\|difference\| (\S+)\]', lines['our AP / scikit-learn AP']).group(1)
   assert float(difference) < 1e-12

@@ -14,7 +14,7 @@ from tfanom.data import holdout as holdout_lib
 from tfanom.data import prepared
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
-from tfanom.data.arrays import LabelledImages, Source
+from tfanom.data.arrays import LabelledImages, Source, value_counts
 from tfanom.data.decoding import (ORIENTATION_TAG, decode_files, decode_image, find_image_files,
                                   input_root)
 from tfanom.data.sources import load_source
@@ -85,6 +85,20 @@ def test_holdout_statistics_come_from_training_images(source):
   pixels = split.train.images.astype(np.float64) / 255.0
   np.testing.assert_allclose(split.mean, pixels.mean(axis=(0, 1, 2)), rtol=1e-6)
   np.testing.assert_allclose(split.std, pixels.std(axis=(0, 1, 2)), rtol=1e-5)
+
+
+def test_value_counts_count_each_value_per_label_and_channel():
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, (23, 5, 4, 3), dtype=np.uint8)
+  labels = rng.integers(0, 4, len(images))
+  expected = np.zeros((5, 3, 256), np.int64)  # a label (4) without images counts nothing
+  for image, label in zip(images, labels):
+    for channel in range(3):
+      np.add.at(expected[label, channel], image[..., channel].reshape(-1), 1)
+  # Chunks of one image, of several, and one chunk for everything.
+  for pixels_per_chunk in (1, 50, 10**6):
+    np.testing.assert_array_equal(value_counts(images, labels, 5, pixels_per_chunk), expected)
+  np.testing.assert_array_equal(value_counts(images, pixels_per_chunk=50)[0], expected.sum(0))
 
 
 @pytest.mark.parametrize('holdout', ['4', '42', '-1', 'zebra', '2.0', 'Cat'])
@@ -467,7 +481,7 @@ def test_folder_is_prepared_once_and_again_when_it_changes(image_folder, tmp_pat
   assert isinstance(first.train.images, np.memmap)
   assert sum(line.startswith('prepared 9 images in ') for line in lines) == 2
   prepared_files = sorted(p.name for p in cache.iterdir())
-  assert len(prepared_files) == 4  # images and labels of two splits
+  assert len(prepared_files) == 6  # images, labels and value counts of two splits
 
   def no_decoding(*args):
     raise AssertionError('decoded again')
@@ -479,14 +493,33 @@ def test_folder_is_prepared_once_and_again_when_it_changes(image_folder, tmp_pat
   np.testing.assert_array_equal(again.test.labels, first.test.labels)
   # Another size is another prepared dataset; a changed file changes the digest of the split.
   load_source('folder', str(image_folder), image_size=8, cache_dir=str(cache))
-  assert len(list(cache.iterdir())) == 8
+  assert len(list(cache.iterdir())) == 12
   changed = np.full((16, 16, 3), 7, np.uint8)
   write_image(image_folder / 'train' / 'cat' / 'a.png', changed)
   rebuilt = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
   np.testing.assert_array_equal(rebuilt.train.images[3], changed)
   np.testing.assert_array_equal(rebuilt.test.images, first.test.images)
-  assert len(list(cache.iterdir())) == 10
+  assert len(list(cache.iterdir())) == 15
   assert not list(cache.glob('.*'))  # no partial file is left
+
+
+@pytest.mark.parametrize('validation', [False, True])
+def test_prepared_value_counts_give_the_statistics_of_the_kept_images(image_folder, tmp_path,
+                                                                      validation):
+  cache = tmp_path / 'prepared'
+  source = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
+  split = make_holdout(source, 'cat', validation=validation)
+  # The same bits as counting the kept images themselves.
+  mean, std = holdout_lib.channel_statistics(np.asarray(split.train.images))
+  np.testing.assert_array_equal(split.mean, mean)
+  np.testing.assert_array_equal(split.std, std)
+  # Files prepared without value counts get them on their next use.
+  stored = sorted(cache.glob('*.counts.npy'))
+  for path in stored:
+    path.unlink()
+  again = load_source('folder', str(image_folder), image_size=16, cache_dir=str(cache))
+  np.testing.assert_array_equal(again.train.value_counts, source.train.value_counts)
+  assert sorted(cache.glob('*.counts.npy')) == stored
 
 
 def test_folder_is_prepared_in_its_data_dir_by_default(image_folder):

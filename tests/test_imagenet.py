@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from tfanom.config import TrainConfig
 from tfanom.data import imagenet, prepared, subsets
-from tfanom.data.holdout import make_holdout
+from tfanom.data.holdout import channel_statistics, make_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
@@ -104,6 +104,10 @@ def test_subset_skew_is_one_member_in_k(ilsvrc, tmp_path, subset):
     assert np.abs(mean - member_colour(label)).max() < 40
   split = make_holdout(source, 0)
   assert 100 * float(skew(split.is_anomaly)) == pytest.approx(100 / members)
+  # From the prepared file's value counts, the statistics of the training images themselves.
+  mean, std = channel_statistics(np.asarray(split.train.images))
+  np.testing.assert_array_equal(split.mean, mean)
+  np.testing.assert_array_equal(split.std, std)
   assert round(100 / members, 2) == {12: 8.33, 10: 10.00, 9: 11.11, 6: 16.67}[members]
 
 
@@ -131,7 +135,7 @@ def test_user_chosen_subset(ilsvrc, tmp_path):
 def test_cache_is_reused_and_matches_direct_decoding(ilsvrc, tmp_path, monkeypatch):
   first = load_source('imagenet_fungus', str(ilsvrc), SMALL, cache_dir=str(tmp_path))
   cached = sorted(p.name for p in tmp_path.iterdir())
-  assert len(cached) == 4  # images and labels of two splits
+  assert len(cached) == 6  # images, labels and value counts of two splits
 
   def no_decoding(*args):
     raise AssertionError('decoded again')

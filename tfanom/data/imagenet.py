@@ -89,12 +89,13 @@ def load_imagenet(dataset: str, data_dir: str | None, image_size: int = 256, mem
   cache = pathlib.Path(cache_dir) if cache_dir else root / CACHE_FOLDER
   arrays = {}
   for split_name, split in splits.items():
-    images, labels = prepared(split, cache, image_size, skip_corrupt=skip_corrupt, log=log)
+    images, labels, value_counts = prepared(split, cache, image_size,
+                                            skip_corrupt=skip_corrupt, log=log)
     counts = np.bincount(labels, minlength=len(wnids))
     empty = [wnid for wnid, count in zip(wnids, counts) if not count]
     if empty:
       raise UsageError(f'the {split_name} split has no images of {", ".join(empty)} in '
                        f'--data_dir={data_dir}')
-    arrays[split_name] = LabelledImages(images, labels)
+    arrays[split_name] = LabelledImages(images, labels, value_counts)
   return Source(name=dataset, class_names=tuple(name for _, name in chosen),
                 class_ids=tuple(wnids), train=arrays['train'], test=arrays['test'])

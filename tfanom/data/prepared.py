@@ -4,6 +4,8 @@ Folders, TFDS datasets and the ImageNet subsets are prepared the same way: the f
 split batch by batch into `<name>_<size>px_<key>.u8` (uint8 images [N, S, S, C] in C order, no
 header) and `.labels.npy` beside it; every later run, seed, hold-out, evaluation and export maps
 that file (`np.memmap`, read-only) instead of decoding again, and reads only the pages it touches.
+Beside them, `.counts.npy` holds how often each uint8 value occurs per class and channel
+(`arrays.value_counts`), so that a hold-out split's channel statistics need not read the images.
 The key is a digest of everything the pixels depend on: the file list with each file's size and
 modification time (or the TFDS dataset, version and split), the decoding settings and
 DECODING_VERSION. A changed source therefore gets a new name and is prepared again, never mixed
@@ -22,7 +24,9 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from tfanom.data.arrays import value_counts
 from tfanom.data.decoding import (DECODE_BATCH, decoded_batches, first_undecodable,
                                   warn_skipped)
 from tfanom.errors import UsageError
@@ -70,22 +74,42 @@ def file_split(name: str, files, labels: np.ndarray, root, settings) -> EncodedS
 
 def prepared(split: EncodedSplit, cache_dir: pathlib.Path, image_size: int, channels: int = 3,
              skip_corrupt: bool = False, log=print):
-  """The split's images (a read-only memory map of the prepared file) and labels, preparing them
-  on first use."""
+  """The split's images (a read-only memory map of the prepared file), labels and value counts per
+  class and channel, preparing them on first use."""
   # A file written while skipping unreadable images holds fewer images: it has a name of its own.
   stem = cache_dir / (f'{split.name}_{image_size}px{"" if channels == 3 else f"_{channels}ch"}_'
                       f'{split.key}{"_skipped" if skip_corrupt else ""}')
   images_path, labels_path = pathlib.Path(f'{stem}.u8'), pathlib.Path(f'{stem}.labels.npy')
+  counts_path = pathlib.Path(f'{stem}.counts.npy')
   image_bytes = image_size * image_size * channels
   # The labels are written last, so labels and images of the right size make a complete file.
   if not (labels_path.exists() and images_path.exists()
           and images_path.stat().st_size == len(np.load(labels_path)) * image_bytes):
+    counts_path.unlink(missing_ok=True)  # of images that are decoded again
     _decode_into(split, images_path, labels_path, image_size, channels, skip_corrupt, log)
   labels = np.load(labels_path)
   shape = (len(labels), image_size, image_size, channels)
-  if not len(labels):
-    return np.zeros(shape, np.uint8), labels
-  return np.memmap(images_path, np.uint8, 'r', shape=shape), labels
+  images = (np.memmap(images_path, np.uint8, 'r', shape=shape) if len(labels)
+            else np.zeros(shape, np.uint8))
+  counts = np.load(counts_path) if counts_path.exists() else None
+  if counts is None or counts.sum() != images.size:
+    # Files prepared before the counts were stored get them on their first use.
+    counts = value_counts(images, labels, int(labels.max(initial=-1)) + 1)
+    try:
+      _save_atomically(counts_path, counts)
+    except OSError as error:  # e.g. a read-only copy of prepared files: they stay usable
+      logging.warning('cannot store the value counts in %s (%s): every run counts them again',
+                      counts_path, error)
+  return images, labels, counts
+
+
+def _save_atomically(path: pathlib.Path, array: np.ndarray) -> None:
+  partial = path.with_name(f'.{path.name}.{os.getpid()}.partial.npy')
+  try:
+    np.save(partial, array)
+    os.replace(partial, path)
+  finally:
+    partial.unlink(missing_ok=True)
 
 
 def _decode_into(split: EncodedSplit, images_path, labels_path, image_size, channels,
@@ -115,9 +139,7 @@ def _decode_into(split: EncodedSplit, images_path, labels_path, image_size, chan
       warn_skipped(total - written)
     os.replace(partial, images_path)
     labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
-    partial_labels = labels_path.with_name(f'.{labels_path.name}.{os.getpid()}.partial.npy')
-    np.save(partial_labels, labels.astype(np.int64))
-    os.replace(partial_labels, labels_path)
+    _save_atomically(labels_path, labels.astype(np.int64))
     log(f'prepared {written} images in {images_path} ({throttle.elapsed():.0f} s)')
   except OSError as error:
     raise UsageError(f'cannot write the prepared images in {images_path.parent} ({error}): '
