@@ -765,7 +765,7 @@ def test_tfds_splits_are_prepared_once_as_tfds_reads_them(tfds_data_dir, name, t
     np.testing.assert_array_equal(part.images, np.stack(direct[split][0]))
     np.testing.assert_array_equal(part.labels, np.array(direct[split][1], np.int64))
   written = sorted(p.name for p in tmp_path.iterdir())
-  assert len(written) == 4  # images and labels of two splits, under keys of their own
+  assert len(written) == 6  # images, labels and value counts of two splits, each its own key
 
   # A second load maps the files: TFDS is not read (outside mock_data it has no records at all).
   reads = tfds_reads(monkeypatch)
@@ -787,7 +787,7 @@ def test_tfds_splits_are_prepared_once_as_tfds_reads_them(tfds_data_dir, name, t
   monkeypatch.setattr(tfds, 'builder', other_version)
   with tfds.testing.mock_data(**mock):
     load_source(name, tfds_data_dir, cache_dir=str(tmp_path))
-  assert len(set(p.name for p in tmp_path.iterdir()) - set(written)) == 4
+  assert len(set(p.name for p in tmp_path.iterdir()) - set(written)) == 6
 
 
 @pytest.mark.parametrize('name', list(TFDS_CASES))
