@@ -10,10 +10,8 @@ CIFAR-shaped (uint8, 32x32x3, 10 classes); targets are for the full (non-quick) 
 """
 
 import dataclasses
-import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from tfanom.data.arrays import LabelledImages  # noqa: E402
 from tfanom.data.holdout import channel_statistics, HoldoutSplit  # noqa: E402
 from tfanom.data.pipeline import InputPipeline, to_unit_range  # noqa: E402
 from tfanom.models import build_model  # noqa: E402
+from tfanom.training.distribute import loopback_tf_configs  # noqa: E402
 from tfanom.training.loop import Trainer  # noqa: E402
 
 _QUICK = flags.DEFINE_bool('quick', False, 'Tiny sizes, for tests: every figure, no meaningful '
@@ -372,20 +371,8 @@ def training_peak_rss(folder: str, cache_dir: str, side: int, strategy: str) -> 
                '--eval_batch_size=64', f'--strategy={strategy}', f'--workdir={workdir}']
     if strategy != 'multiworker':
       return peak_rss_anon([command])[0]
-    cluster = {'worker': [f'localhost:{port}' for port in free_ports(2)]}
-    return max(peak_rss_anon([command] * 2, [
-        dict(TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}}))
-        for i in range(2)]))
-
-
-def free_ports(count: int) -> list[int]:
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('localhost', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
+    return max(peak_rss_anon([command] * 2, [dict(TF_CONFIG=tf_config)
+                                             for tf_config in loopback_tf_configs(2)]))
 
 
 def prepared_split(split: HoldoutSplit, directory: str) -> HoldoutSplit:

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import tensorflow as tf
 from tfanom.config import TrainConfig
 from tfanom.data.holdout import make_holdout
 from tfanom.data.sources import load_digits
+from tfanom.training.distribute import loopback_tf_configs
 from tfanom.training.loop import Trainer, TrainingDiverged
 from tests.helpers import own_lines
 
@@ -152,23 +152,11 @@ def test_divergence_on_the_command_line_is_one_line_and_non_zero(tmp_path, train
   assert 'by step' in lines[0]
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('localhost', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path, uninterrupted):
-  cluster = {'worker': [f'localhost:{port}' for port in _free_ports(2)]}
   workers = [
       _train(DETERMINISTIC + ['--strategy=multiworker', f'--workdir={tmp_path / "multi"}'],
-             env=_env(TF_CONFIG=json.dumps({'cluster': cluster,
-                                            'task': {'type': 'worker', 'index': index}})))
-      for index in range(2)]
+             env=_env(TF_CONFIG=tf_config))
+      for tf_config in loopback_tf_configs(2)]
   outputs = [worker.communicate(timeout=300) for worker in workers]
   assert all(worker.returncode == 0 for worker in workers), outputs
   # Only the chief writes results and keeps checkpoints.

@@ -1,7 +1,9 @@
 """tf.distribute strategies by name, and which process of a multi-worker run writes files."""
 
 import functools
+import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -44,3 +46,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == 'chief'
   return resolver.task_type == 'worker' and resolver.task_id == 0
 
+
+def loopback_tf_configs(workers: int) -> list[str]:
+  """The TF_CONFIG of each of `workers` processes of a `--strategy=multiworker` run on this
+  machine alone, on localhost ports that are free when this is called."""
+  sockets = [socket.socket() for _ in range(workers)]
+  for each in sockets:
+    each.bind(('localhost', 0))
+  cluster = {'worker': [f'localhost:{each.getsockname()[1]}' for each in sockets]}
+  for each in sockets:
+    each.close()
+  return [json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': index}})
+          for index in range(workers)]
