@@ -35,6 +35,7 @@ def list_image_folder(split_dir: pathlib.Path, class_names=None):
   """
   if class_names is None:
     class_names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    warn_text_order(split_dir, class_names)
   files, labels, skipped = [], [], []
   for index, name in enumerate(class_names):
     class_dir = split_dir / name
@@ -60,6 +61,18 @@ def is_image_file(path: pathlib.Path) -> bool:
   """A file of a format `decode_image` reads, by its suffix, other than macOS metadata."""
   return (path.suffix.lower() in IMAGE_EXTENSIONS
           and not path.name.startswith(APPLEDOUBLE_PREFIX))
+
+
+def warn_text_order(split_dir, class_names) -> None:
+  """One line when class folders named by numbers (0, 2, 10) take indices in text order (0, 10,
+  2), which is not their numeric order: the index of each is said."""
+  if not all(name.isdigit() for name in class_names) or class_names == sorted(class_names,
+                                                                              key=int):
+    return
+  shown = ', '.join(f'{index}={name!r}' for index, name in enumerate(class_names[:12]))
+  logging.warning('%s: class folders named by numbers are ordered as text, not as numbers: class '
+                  'indices %s%s; --holdout=NAME takes the folder of that name', split_dir, shown,
+                  ', ...' if len(class_names) > 12 else '')
 
 
 def warn_not_images(split_dir, skipped) -> None:
@@ -89,19 +102,28 @@ def decoded_batches(encoded: tf.data.Dataset, image_size: int, channels: int,
   """
 
   def decode(data, tag):
-    return resize_and_center_crop(decode_image(data, channels), image_size), tag
+    facts = image_facts(data)
+    return (resize_and_center_crop(decode_upright(data, channels, facts[0]), image_size), tag,
+            tf.stack([facts[0] != 1, facts[1] == 16]))
 
   dataset = encoded.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if skip_corrupt:
     dataset = dataset.ignore_errors()
-  done = 0
+  done, turned, deep = 0, 0, 0
   try:
-    for images, tags in dataset.batch(DECODE_BATCH).prefetch(2).as_numpy_iterator():
+    for images, tags, facts in dataset.batch(DECODE_BATCH).prefetch(2).as_numpy_iterator():
       done += len(tags)
+      turned += int(facts[:, 0].sum())
+      deep += int(facts[:, 1].sum())
       yield images, tags
   except tf.errors.InvalidArgumentError:
     raise UsageError(f'{locate(done)} is not a readable image: remove or replace it, or pass '
                      '--skip_corrupt') from None
+  if turned:
+    logging.warning('turned %d of %d images upright by their EXIF orientation', turned, done)
+  if deep:
+    logging.warning('read %d of %d images from PNGs of 16 bits per channel: each value kept its '
+                    'high byte (v // 256)', deep, done)
 
 
 def list_image_files(spec: str, option: str = '--images') -> list[str]:
@@ -295,30 +317,51 @@ def first_undecodable(files):
 
 
 def decode_image(data, channels: int):
-  """Any image TensorFlow decodes (JPEG, PNG, GIF's first frame, BMP) as uint8 with `channels`,
-  turned upright as its EXIF orientation says (TensorFlow's decoders ignore it; phone cameras
-  store pixels as the sensor read them and tag the rotation).
+  """Any image TensorFlow decodes (JPEG, PNG, GIF's first frame, BMP, WebP) as uint8 with
+  `channels`, turned upright as its EXIF orientation says (TensorFlow's decoders ignore it; phone
+  cameras store pixels as the sensor read them and tag the rotation).
 
-  Grey and RGBA files become RGB (the alpha channel dropped); for one channel, the RGB image's
-  luma. GIF and BMP cannot be decoded to one channel directly, so every format goes through RGB.
+  The format is read from the content, whatever the file's suffix (a PNG named .JPEG). Grey, CMYK
+  and RGBA files become RGB (the alpha channel dropped); for one channel, the RGB image's luma. GIF
+  and BMP cannot be decoded to one channel directly, so every format goes through RGB. PNGs of 16
+  bits per channel keep the high byte of each value.
   """
-  image = upright(tf.io.decode_image(data, channels=3, expand_animations=False),
-                  tf.numpy_function(exif_orientation, [data], tf.int32, stateful=False))
+  return decode_upright(data, channels, image_facts(data)[0])
+
+
+def decode_upright(data, channels: int, orientation):
+  """`decode_image` for an image of known EXIF `orientation`."""
+  image = upright(tf.io.decode_image(data, channels=3, expand_animations=False), orientation)
   if channels == 1:
     image = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
   return image
 
 
+def image_facts(data):
+  """[EXIF orientation, bits per channel of a PNG (8 for other formats)] of an encoded image."""
+  facts = tf.numpy_function(header_facts, [data], tf.int32, stateful=False)
+  facts.set_shape([2])
+  return facts
+
+
 ORIENTATION_TAG = 0x0112
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+PNG_BIT_DEPTH = 24  # the byte after the signature, IHDR's length and type, width and height
 
 
-def exif_orientation(data: bytes) -> np.int32:
+def header_facts(data) -> np.ndarray:
+  """`image_facts` of the bytes, from the header (numpy_function passes them as a 0-d array)."""
+  data = np.asarray(data).item()
+  bits = data[PNG_BIT_DEPTH] if data[:8] == PNG_SIGNATURE and len(data) > PNG_BIT_DEPTH else 8
+  return np.array([exif_orientation(data), bits], np.int32)
+
+
+def exif_orientation(data: bytes) -> int:
   """The EXIF orientation (1 to 8; 1 is upright) of an encoded image, from its header."""
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
-      # numpy_function passes the bytes as a 0-d object array.
-      with Image.open(io.BytesIO(np.asarray(data).item())) as image:
+      with Image.open(io.BytesIO(data)) as image:
         # From the header only: a PNG's getexif() decodes the whole image when it has no EXIF
         # (8.8 ms for a 2000 x 2000 PNG, against 0.06 ms this way).
         exif = Image.Exif()
@@ -326,7 +369,7 @@ def exif_orientation(data: bytes) -> np.int32:
         orientation = exif.get(ORIENTATION_TAG, 1)
   except Exception:  # pylint: disable=broad-except  (no header PIL reads: TensorFlow judges it)
     orientation = 1
-  return np.int32(orientation if orientation in range(1, 9) else 1)
+  return orientation if orientation in range(1, 9) else 1
 
 
 def upright(image, orientation):
