@@ -1,5 +1,6 @@
 """Data sources, the hold-out split and the input pipelines."""
 
+import csv
 import dataclasses
 import os
 import pathlib
@@ -15,10 +16,12 @@ from tfanom.data import prepared
 from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_holdout
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.arrays import LabelledImages, Source, value_counts
-from tfanom.data.decoding import (ORIENTATION_TAG, decode_files, decode_image, find_image_files,
-                                  input_root)
+from tfanom.data.decoding import (IMAGE_EXTENSIONS, ORIENTATION_TAG, decode_files, decode_image,
+                                  find_image_files, input_root)
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
+from tfanom.inference.image_files import ScoreConfig, score_files
+from tfanom.workdir import RESULTS_FILE
 
 # Synthetic data whose every image is filled with (its id + 1), so an example stays identifiable
 # through relabelling, splitting, batching and even zero-padded crops (id = max pixel - 1).
@@ -677,6 +680,117 @@ def test_holdout_by_a_number_that_names_another_index_says_so(tmp_path, caplog):
   with caplog.at_level('WARNING'):
     make_holdout(source, '1')
   assert '--holdout' not in caplog.text
+
+
+# Files as cameras, scanners and other programs write them: PIL writes each, and PIL's own
+# conversion to RGB is the reference for its pixels.
+ODDITY_PIXELS = np.random.default_rng(5).integers(0, 256, (24, 32, 3), np.uint8)
+DEEP_PIXELS = np.random.default_rng(6).integers(0, 2**16, (24, 32), np.uint16)
+
+
+def write_oddities(folder: pathlib.Path) -> dict:
+  """{name: file} of one image of each kind in `folder`, with an AppleDouble file and a note."""
+  folder.mkdir(parents=True, exist_ok=True)
+  image = Image.fromarray(ODDITY_PIXELS)
+  exif = Image.Exif()
+  exif[ORIENTATION_TAG] = 6
+  files = dict(cmyk=folder / 'cmyk.jpg', grey=folder / 'grey.jpg', rgb=folder / 'rgb.jpg',
+               misnamed=folder / 'png.JPEG', deep=folder / 'deep.png',
+               rotated=folder / 'rotated.png', webp=folder / 'photo.webp')
+  image.convert('CMYK').save(files['cmyk'], quality=95)
+  image.convert('L').save(files['grey'], quality=95)
+  image.save(files['rgb'], quality=95)  # how close any JPEG decodes to PIL's decoding
+  image.save(files['misnamed'], 'PNG')
+  Image.fromarray(DEEP_PIXELS).save(files['deep'])  # mode I;16
+  image.save(files['rotated'], exif=exif)
+  image.save(files['webp'], lossless=True)
+  (folder / '._cmyk.jpg').write_bytes(b'\x00\x05\x16\x07' + bytes(80))  # macOS metadata
+  (folder / 'notes.txt').write_text('not an image')
+  return files
+
+
+def test_cmyk_grey_16bit_and_misnamed_images_decode_as_pil_converts_them(tmp_path):
+  files = write_oddities(tmp_path)
+  decoded = {name: decode_image(tf.constant(path.read_bytes()), 3).numpy().astype(int)
+             for name, path in files.items()}
+  with Image.open(files['cmyk']) as cmyk, Image.open(files['grey']) as grey:
+    assert (cmyk.mode, grey.mode) == ('CMYK', 'L')
+  with Image.open(files['deep']) as deep:
+    assert deep.mode == 'I;16'
+  reference = {name: np.asarray(Image.open(path).convert('RGB')).astype(int)
+               for name, path in files.items() if name != 'deep'}
+  reference['rotated'] = np.asarray(ImageOps.exif_transpose(Image.open(files['rotated'])))
+  errors = {name: np.abs(decoded[name] - reference[name]) for name in reference}
+  # Lossless files come back exactly as PIL reads them, whatever their suffix.
+  for name in ('misnamed', 'rotated', 'webp'):
+    assert errors[name].max() == 0, name
+  # JPEGs: TensorFlow's and PIL's JPEG decoders round differently (measured: max 6, mean 1.47 for
+  # the RGB JPEG). CMYK and grey JPEGs differ no more (max 7 and 5, mean 1.74 and 1.08); CMYK
+  # read with its ink values inverted would be off by up to 255.
+  for name in ('rgb', 'cmyk', 'grey'):
+    assert errors[name].max() <= 8 and errors[name].mean() < 2, name
+  assert errors['cmyk'].mean() < errors['rgb'].mean() + 0.5
+  # 16-bit PNGs keep each value's high byte (libpng's strip_16). PIL's own 'I;16' -> 'RGB' clips
+  # every value above 255 to 255, so it cannot be the reference here.
+  for channel in range(3):
+    np.testing.assert_array_equal(decoded['deep'][..., channel], DEEP_PIXELS >> 8)
+
+
+def test_a_folder_of_oddities_trains_and_scores_saying_each_choice_once(
+    tmp_path, train_command, digits_export_without_aux, caplog):
+  """CMYK, grey, 16-bit, EXIF-rotated, WebP and misnamed files, AppleDouble files and a note, in
+  classes named '0', '2' and '10' (text order: 0, 10, 2)."""
+  root = tmp_path / 'data'
+  write_oddities(root / 'train' / '0')
+  for name in ('2', '10'):
+    for n in range(4):
+      write_image(root / 'train' / name / f'{n}.png',
+                  np.roll(ODDITY_PIXELS, 3 * n + int(name), axis=1))
+  for name in ('0', '2', '10'):
+    for n in range(2):
+      write_image(root / 'test' / name / f'{n}.png', np.roll(ODDITY_PIXELS, n, axis=0))
+  with caplog.at_level('WARNING'):
+    train_command(['--dataset=folder', f'--data_dir={root}', f'--workdir={tmp_path / "run"}',
+                   '--holdout=10', '--depth=10', '--width=1', '--image_size=16',
+                   '--batch_size=8', '--eval_batch_size=8', '--epochs=1', '--eval_every=0',
+                   '--final_window=1', '--aux=none', '--strategy=default'])
+  assert (tmp_path / 'run' / RESULTS_FILE).exists()
+  said = [record.getMessage() for record in caplog.records if record.levelname == 'WARNING']
+  # train/ has 7 images of class '0' and 4 each of '10' and '2'; test/ 2 plain PNGs a class.
+  for line in [
+      f"{root / 'train'}: class folders named by numbers are ordered as text, not as numbers: "
+      "class indices 0='0', 1='10', 2='2'; --holdout=NAME takes the folder of that name",
+      f'{root / "train"}: skipped 1 macOS AppleDouble ._* file and 1 file of formats not '
+      f'decoded (.txt 1; convert them to one of {", ".join(IMAGE_EXTENSIONS)})',
+      'turned 1 of 15 images upright by their EXIF orientation',
+      'read 1 of 15 images from PNGs of 16 bits per channel: each value kept its high byte '
+      '(v // 256)',
+      "--holdout=10 takes the class named '10', class index 1"]:
+    assert said.count(line) == 1, (line, said)
+
+  caplog.clear()
+  lines = []
+  with caplog.at_level('WARNING'):
+    summary = score_files(ScoreConfig(export_dir=str(digits_export_without_aux['export_dir']),
+                                      images=str(root / 'train' / '0'),
+                                      output=str(tmp_path / 'scored')), log=lines.append)
+  with open(tmp_path / 'scored' / 'scores.csv', newline='') as handle:
+    rows = list(csv.DictReader(handle))
+  assert sorted(os.path.basename(row['path']) for row in rows) == [
+      'cmyk.jpg', 'deep.png', 'grey.jpg', 'photo.webp', 'png.JPEG', 'rgb.jpg', 'rotated.png']
+  for row in rows:
+    scores = [float(value) for key, value in row.items() if key.endswith('_score')]
+    assert len(scores) > 3 and np.isfinite(scores).all(), row
+  assert (summary['scored'], summary['hidden']) == (7, 1)
+  assert summary['skipped_files'] == [str(root / 'train' / '0' / 'notes.txt')]
+  said = [record.getMessage() for record in caplog.records if record.levelname == 'WARNING']
+  assert said.count('turned 1 of 7 images upright by their EXIF orientation') == 1
+  assert said.count('read 1 of 7 images from PNGs of 16 bits per channel: each value kept its '
+                    'high byte (v // 256)') == 1
+  printed = lines[0].splitlines()
+  assert f'skipped (not readable images): {root / "train" / "0" / "notes.txt"}' in printed
+  assert ('ignored 1 hidden files (names starting with "."); name them in a glob such as '
+          '"photos/.*.png" to score them') in printed
 
 
 def test_unknown_dataset():
