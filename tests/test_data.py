@@ -17,7 +17,7 @@ from tfanom.data.holdout import ANOMALY_LABEL, make_holdout, relabel, resolve_ho
 from tfanom.data.pipeline import InputPipeline, random_crop_flip
 from tfanom.data.arrays import LabelledImages, Source, value_counts
 from tfanom.data.decoding import (IMAGE_EXTENSIONS, ORIENTATION_TAG, decode_files, decode_image,
-                                  find_image_files, input_root)
+                                  find_image_files, input_root, list_image_folder)
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
 from tfanom.inference.image_files import ScoreConfig, score_files
@@ -791,6 +791,17 @@ def test_a_folder_of_oddities_trains_and_scores_saying_each_choice_once(
   assert f'skipped (not readable images): {root / "train" / "0" / "notes.txt"}' in printed
   assert ('ignored 1 hidden files (names starting with "."); name them in a glob such as '
           '"photos/.*.png" to score them') in printed
+
+
+def test_class_folders_named_by_numbers_are_said_only_when_text_order_differs(tmp_path, caplog):
+  for names in (('0', '1', '9'), ('7', 'cat', '10'), ('0', '10', '2')):
+    for name in names:
+      write_image(tmp_path / ''.join(names) / name / 'a.png', np.zeros((4, 4, 3), np.uint8))
+    caplog.clear()
+    with caplog.at_level('WARNING'):
+      class_names = list_image_folder(tmp_path / ''.join(names))[0]
+    assert class_names == tuple(sorted(names))
+    assert ('ordered as text' in caplog.text) == (names == ('0', '10', '2'))
 
 
 def test_unknown_dataset():

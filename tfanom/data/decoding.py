@@ -66,8 +66,8 @@ def is_image_file(path: pathlib.Path) -> bool:
 def warn_text_order(split_dir, class_names) -> None:
   """One line when class folders named by numbers (0, 2, 10) take indices in text order (0, 10,
   2), which is not their numeric order: the index of each is said."""
-  if not all(name.isdigit() for name in class_names) or class_names == sorted(class_names,
-                                                                              key=int):
+  numbers = all(name.isdecimal() for name in class_names)
+  if not numbers or class_names == sorted(class_names, key=int):
     return
   shown = ', '.join(f'{index}={name!r}' for index, name in enumerate(class_names[:12]))
   logging.warning('%s: class folders named by numbers are ordered as text, not as numbers: class '
