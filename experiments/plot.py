@@ -9,6 +9,7 @@ recall curves from the scores.npz that `python -m tfanom.evaluate --workdir=RUN`
 without one are skipped, with a note.
 """
 
+import functools
 import os
 import sys
 
@@ -16,27 +17,32 @@ from absl import app, flags
 
 from tfanom.cli.flags import run_command
 
-_ROOT = flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).')
-_OUT = flags.DEFINE_string('out', None, 'Where to write the PNGs; default ROOT/plots.')
-_SCORES = flags.DEFINE_list('scores', ['msp', 'odin'], 'Scores of scores.npz to draw PR curves of.')
+def command(flag_values=flags.FLAGS):
+  """Defines the plots' flags in `flag_values`; returns their main."""
+  flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).', flag_values=flag_values)
+  flags.DEFINE_string('out', None, 'Where to write the PNGs; default ROOT/plots.',
+                      flag_values=flag_values)
+  flags.DEFINE_list('scores', ['msp', 'odin'], 'Scores of scores.npz to draw PR curves of.',
+                    flag_values=flag_values)
+  return functools.partial(main, settings=flag_values)
 
 
-def main(argv):
+def main(argv, settings):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   import numpy as np  # pylint: disable=g-import-not-at-top
   from . import figures, sweep_state, tables  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
   with reported_as_one_line('experiments.plot'):
-    if _ROOT.value is None:
+    if settings.root is None:
       raise UsageError('--root is required: the directory given to experiments.sweep')
-    _, sweep_runs = sweep_state.load_definition(_ROOT.value)
-    out = _OUT.value or os.path.join(_ROOT.value, 'plots')
+    _, sweep_runs = sweep_state.load_definition(settings.root)
+    out = settings.out or os.path.join(settings.root, 'plots')
     try:
       os.makedirs(out, exist_ok=True)
     except OSError as error:
       raise UsageError(f'cannot write --out={out} ({error}): choose a writable directory') from None
-  states = [sweep_state.run_state(_ROOT.value, run) for run in sweep_runs]
+  states = [sweep_state.run_state(settings.root, run) for run in sweep_runs]
   labels = tables.variant_labels(states)
   groups = {}  # (dataset, holdout) -> states, in sweep order
   for state in states:
@@ -68,7 +74,7 @@ def main(argv):
         without_scores.append(state.run.workdir)
     if scored:
       path = os.path.join(out, dataset, f'holdout{holdout}_pr.png')
-      figures.pr_curves(title, scored, path, _SCORES.value)
+      figures.pr_curves(title, scored, path, settings.scores)
       written.append(path)
   if incomplete:
     print(f'note: {incomplete} of {len(states)} runs are not complete and are not drawn',
@@ -82,7 +88,7 @@ def main(argv):
 
 def run_main():
   """The `tfanom-plot` console script."""
-  run_command(main, sys.modules[__name__])
+  run_command(command(), sys.modules[__name__])
 
 
 if __name__ == '__main__':

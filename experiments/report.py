@@ -19,6 +19,7 @@ come from each run's eval.json (every score; its correct-only figures recomputed
 when eval.json predates them), else from results.json (MSP and ODIN).
 """
 
+import functools
 import json
 import os
 import sys
@@ -28,42 +29,48 @@ from absl import app, flags
 
 from tfanom.cli.flags import run_command
 
-_ROOT = flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).')
-_FORMAT = flags.DEFINE_enum('format', 'markdown', ['markdown', 'latex', 'csv'], 'Output format.')
-_SCORES = flags.DEFINE_list('scores', [], 'More scores to put beside MSP and ODIN (their AP, '
-                             "from each run's eval.json), e.g. rotpred,knn.")
-_COMPARE = flags.DEFINE_enum('compare', None, ['paper'], 'paper: the paper\'s numbers beside ours, '
-                             'with the difference (sweeps table3, table4, table5, table6, table7).')
-_PAIRED = flags.DEFINE_bool('paired', False, 'Compare each --aux=rotation run with its --aux=none '
-                           'pair: mean paired differences with 95% t intervals, per score.')
+def command(flag_values=flags.FLAGS):
+  """Defines the report's flags in `flag_values`; returns its main."""
+  flags.DEFINE_string('root', None, 'The sweep root (holding sweep.json).', flag_values=flag_values)
+  flags.DEFINE_enum('format', 'markdown', ['markdown', 'latex', 'csv'], 'Output format.',
+                    flag_values=flag_values)
+  flags.DEFINE_list('scores', [], 'More scores to put beside MSP and ODIN (their AP, from each '
+                    "run's eval.json), e.g. rotpred,knn.", flag_values=flag_values)
+  flags.DEFINE_enum('compare', None, ['paper'], "paper: the paper's numbers beside ours, with the "
+                    'difference (sweeps table3, table4, table5, table6, table7).',
+                    flag_values=flag_values)
+  flags.DEFINE_bool('paired', False, 'Compare each --aux=rotation run with its --aux=none pair: '
+                    'mean paired differences with 95% t intervals, per score.',
+                    flag_values=flag_values)
+  return functools.partial(main, settings=flag_values)
 
 
-def main(argv):
+def main(argv, settings):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   from . import paper_numbers, sweep_state, tables  # pylint: disable=g-import-not-at-top
   from tfanom.anomaly import SCORES  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
   from tfanom.workdir import EVAL_FILE  # pylint: disable=g-import-not-at-top
-  scores = tuple(_SCORES.value)
+  scores = tuple(settings.scores)
   with reported_as_one_line('experiments.report'):
     unknown = [name for name in scores if name not in SCORES]
     if unknown:
       raise UsageError(f'--scores: unknown score {", ".join(unknown)}; choose from '
                        f'{",".join(SCORES)}')
-    if _ROOT.value is None:
+    if settings.root is None:
       raise UsageError('--root is required: the directory given to experiments.sweep')
-    if _PAIRED.value and (_COMPARE.value or scores or _FORMAT.value == 'latex'):
+    if settings.paired and (settings.compare or scores or settings.format == 'latex'):
       raise UsageError('--paired reports every score in markdown or csv: leave out --compare, '
                        '--scores and --format=latex')
-    sweep, sweep_runs = sweep_state.load_definition(_ROOT.value)
-    if _COMPARE.value and sweep not in paper_numbers.TABLES:
-      raise UsageError(f'--compare=paper: {_ROOT.value} holds sweep {sweep}, which has no table '
+    sweep, sweep_runs = sweep_state.load_definition(settings.root)
+    if settings.compare and sweep not in paper_numbers.TABLES:
+      raise UsageError(f'--compare=paper: {settings.root} holds sweep {sweep}, which has no table '
                        f'in the paper; the paper has {", ".join(paper_numbers.TABLES)}')
-  states = [sweep_state.run_state(_ROOT.value, run) for run in sweep_runs]
-  if _PAIRED.value:
+  states = [sweep_state.run_state(settings.root, run) for run in sweep_runs]
+  if settings.paired:
     with reported_as_one_line('experiments.report'):
-      report_pairs(sweep, states)
+      report_pairs(sweep, states, settings)
     return
   usable = {}
   for state in states:
@@ -86,9 +93,9 @@ def main(argv):
   if fell_back:
     print(f'warning: {fell_back} runs have an empty `final` window: their last evaluation is '
           'used (marked †)', file=sys.stderr)
-  table = tables.build_table(sweep, states, usable, compare=bool(_COMPARE.value), scores=scores)
-  print(tables.RENDERERS[_FORMAT.value](table), end='' if _FORMAT.value == 'csv' else '\n')
-  if _FORMAT.value == 'csv':
+  table = tables.build_table(sweep, states, usable, compare=bool(settings.compare), scores=scores)
+  print(tables.RENDERERS[settings.format](table), end='' if settings.format == 'csv' else '\n')
+  if settings.format == 'csv':
     for note in table.notes:
       print(f'note: {note}', file=sys.stderr)
   complete = len(usable)
@@ -96,7 +103,7 @@ def main(argv):
     print(f'{complete} of {len(states)} runs complete', file=sys.stderr)
 
 
-def report_pairs(sweep: str, states) -> None:
+def report_pairs(sweep: str, states, settings) -> None:
   """Prints the paired comparison of a root's --aux=none / --aux=rotation runs."""
   from . import tables  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError  # pylint: disable=g-import-not-at-top
@@ -124,11 +131,12 @@ def report_pairs(sweep: str, states) -> None:
             file=sys.stderr)
   study = tables.paired_study(sweep, states, figures)
   if study is None:
-    raise UsageError(f'--paired: --root={_ROOT.value} holds no --aux=none / --aux=rotation pair '
+    raise UsageError(f'--paired: --root={settings.root} holds no --aux=none / --aux=rotation pair '
                      'of runs with every other setting equal (e.g. sweeps rotation_small, '
                      'rotation_fast)')
-  print(tables.PAIRED_RENDERERS[_FORMAT.value](study), end='' if _FORMAT.value == 'csv' else '\n')
-  if _FORMAT.value == 'csv':
+  print(tables.PAIRED_RENDERERS[settings.format](study),
+        end='' if settings.format == 'csv' else '\n')
+  if settings.format == 'csv':
     for note in study.notes:
       print(f'note: {note}', file=sys.stderr)
 
@@ -158,7 +166,7 @@ def read_evaluation(path: str) -> dict:
 
 def run_main():
   """The `tfanom-report` console script."""
-  run_command(main, sys.modules[__name__])
+  run_command(command(), sys.modules[__name__])
 
 
 if __name__ == '__main__':

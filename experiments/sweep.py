@@ -23,20 +23,25 @@ from absl import app, flags
 
 from tfanom.cli.flags import run_command
 
-_SWEEP = flags.DEFINE_string('sweep', None, 'The sweep to run: table3, table4, table5, table6, '
-                             'table7 or smoke (see experiments/named_sweeps.py).')
-_ROOT = flags.DEFINE_string('root', None, 'Directory holding the sweep: sweep.json and one workdir '
-                            'per run.')
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Runs trained at once, as separate processes.')
-_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print one command per pending run (for a batch '
-                             'scheduler) and record sweep.json, instead of running them.')
-_ONLY = flags.DEFINE_list('only', [], 'key=value,...: run only the runs with these settings; a '
-                          'key given twice matches either value (--only=holdout=0,holdout=1).')
-_SET = flags.DEFINE_list('set', [], 'key=value,...: tfanom.train flags for every run, e.g. '
-                         '--set=epochs=5,batch_size=64,data_dir=DIR (every run is checked as '
-                         'tfanom.train checks it before any starts).')
-_TRAINER_MODULE = flags.DEFINE_string('trainer_module', 'tfanom.train', 'The module each run '
-                                      'executes as `python -m MODULE --workdir=... --key=value`.')
+def command(flag_values=flags.FLAGS):
+  """Defines the sweep's flags in `flag_values`; returns its main."""
+  flags.DEFINE_string('sweep', None, 'The sweep to run: table3, table4, table5, table6, table7 or '
+                      'smoke (see experiments/named_sweeps.py).', flag_values=flag_values)
+  flags.DEFINE_string('root', None, 'Directory holding the sweep: sweep.json and one workdir per '
+                      'run.', flag_values=flag_values)
+  flags.DEFINE_integer('parallel', 1, 'Runs trained at once, as separate processes.',
+                       flag_values=flag_values)
+  flags.DEFINE_bool('dry_run', False, 'Print one command per pending run (for a batch scheduler) '
+                    'and record sweep.json, instead of running them.', flag_values=flag_values)
+  flags.DEFINE_list('only', [], 'key=value,...: run only the runs with these settings; a key given '
+                    'twice matches either value (--only=holdout=0,holdout=1).',
+                    flag_values=flag_values)
+  flags.DEFINE_list('set', [], 'key=value,...: tfanom.train flags for every run, e.g. '
+                    '--set=epochs=5,batch_size=64,data_dir=DIR (every run is checked as '
+                    'tfanom.train checks it before any starts).', flag_values=flag_values)
+  flags.DEFINE_string('trainer_module', 'tfanom.train', 'The module each run executes as '
+                      '`python -m MODULE --workdir=... --key=value`.', flag_values=flag_values)
+  return functools.partial(main, settings=flag_values)
 
 
 def _interrupt(signum, frame):
@@ -44,35 +49,36 @@ def _interrupt(signum, frame):
   raise KeyboardInterrupt
 
 
-def main(argv):
+def main(argv, settings):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   # Imported after flag parsing: they import tfanom.train, whose flags must not be accepted here.
   from . import runner, sweep_state, named_sweeps  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
   with reported_as_one_line('experiments.sweep'):
-    if _SWEEP.value is None or _ROOT.value is None:
+    if settings.sweep is None or settings.root is None:
       raise UsageError('--sweep and --root are required, e.g. --sweep=smoke --root=/tmp/smoke')
-    if _PARALLEL.value < 1:
-      raise UsageError(f'--parallel={_PARALLEL.value} must be a positive integer')
-    all_runs = named_sweeps.expand(_SWEEP.value, named_sweeps.parse_overrides(_SET.value, _SWEEP.value))
-    chosen = named_sweeps.select(all_runs, _ONLY.value) if _ONLY.value else all_runs
+    if settings.parallel < 1:
+      raise UsageError(f'--parallel={settings.parallel} must be a positive integer')
+    all_runs = named_sweeps.expand(settings.sweep,
+                                   named_sweeps.parse_overrides(settings.set, settings.sweep))
+    chosen = named_sweeps.select(all_runs, settings.only) if settings.only else all_runs
     try:
-      sweep_state.record_definition(_ROOT.value, _SWEEP.value, all_runs)
+      sweep_state.record_definition(settings.root, settings.sweep, all_runs)
     except OSError as error:
-      raise UsageError(f'cannot write --root={_ROOT.value} ({error}): choose a writable '
+      raise UsageError(f'cannot write --root={settings.root} ({error}): choose a writable '
                        'directory') from None
 
-  states = [sweep_state.run_state(_ROOT.value, run) for run in chosen]
+  states = [sweep_state.run_state(settings.root, run) for run in chosen]
   for state in states:
     if state.status == 'invalid':
       print(f'warning: {state.problem}: rerunning it', file=sys.stderr)
   conflicts = [state for state in states if state.status == 'conflict']
   pending = [state for state in states if state.status in ('missing', 'invalid')]
   skipped = len(states) - len(pending) - len(conflicts)
-  command = functools.partial(runner.train_command, module=_TRAINER_MODULE.value)
+  command = functools.partial(runner.train_command, module=settings.trainer_module)
   failures = []
-  if _DRY_RUN.value:
+  if settings.dry_run:
     print(f'# {len(pending)} pending runs of {len(states)} ({skipped} complete)', file=sys.stderr)
     for state in pending:
       print(shlex.join(command(state.run, state.workdir)))
@@ -82,7 +88,7 @@ def main(argv):
     # A scheduler's SIGTERM stops the runs as Ctrl-C does, rather than orphaning them.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-      failures = runner.run_all(pending, _PARALLEL.value, total=len(states) - len(conflicts),
+      failures = runner.run_all(pending, settings.parallel, total=len(states) - len(conflicts),
                                 command=command, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
       sys.exit(130)
@@ -98,7 +104,7 @@ def main(argv):
 
 def run_main():
   """The `tfanom-sweep` console script."""
-  run_command(main, sys.modules[__name__])
+  run_command(command(), sys.modules[__name__])
 
 
 if __name__ == '__main__':

@@ -28,7 +28,7 @@ from tfanom.data.sources import load_digits  # noqa: E402
 from tfanom.training.run import train_and_evaluate  # noqa: E402
 from tfanom.workdir import RESULTS_FILE  # noqa: E402
 
-from tests.helpers import HOLDOUT, python_command, run_train_command, tiny_config  # noqa: E402
+from tests.helpers import HOLDOUT, run_command_line, run_train_command, tiny_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -84,8 +84,7 @@ def train_and_export(folder, **settings):
   workdir = folder / 'run'
   train_and_evaluate(tiny_config(workdir=str(workdir), **settings), log=lambda line: None)
   export_dir = folder / 'models' / 'digits' / '1'
-  result = python_command('-m', 'tfanom.export', f'--workdir={workdir}',
-                          f'--export_dir={export_dir}')
+  result = run_command_line('tfanom.export', f'--workdir={workdir}', f'--export_dir={export_dir}')
   assert result.returncode == 0, result.stderr
   (folder / 'export.txt').write_text(result.stdout)
 
@@ -98,7 +97,7 @@ def exported_run(tmp_path_factory, name, **settings):
 
 
 # Trained models shared by every test file of a session (training the first one in a fresh
-# process took 25 s of CPU with TensorFlow's import; its export, a subprocess, more). Tests must
+# process took 25 s of CPU with TensorFlow's import; its export about 5 s more). Tests must
 # not change them: a test that writes into a workdir copies it.
 @pytest.fixture(scope='session')
 def digits_export(tmp_path_factory):

@@ -1,13 +1,19 @@
 """What several test files share: the repository root, the tiny training config, running a command
 line in process or as a subprocess, and reading a subprocess's own stderr lines."""
 
+import contextlib
 import dataclasses
+import importlib
+import io
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 
+from absl import flags, logging
+
+from tfanom.cli.flags import parse_flags, program_name
 from tfanom.cli.startup import NATIVE_LOG_LINE
 from tfanom.config import TrainConfig
 
@@ -23,22 +29,56 @@ def tiny_config(**overrides) -> TrainConfig:
   return dataclasses.replace(base, **overrides).resolved()
 
 
+@contextlib.contextmanager
+def _process_state_restored():
+  """Restores what a command's main sets for its whole process: absl's verbosity (the commands
+  hide INFO lines) and the handlers of the signals that stop training (a sweep's SIGTERM among
+  them). Op determinism is restored after every test by conftest; the mixed-precision policy by
+  the library itself."""
+  from tfanom.train import STOP_SIGNALS  # pylint: disable=g-import-not-at-top
+  verbosity = logging.get_verbosity()
+  handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+    for number, handler in handlers.items():
+      signal.signal(number, handler)
+
+
 def run_train_command(args):
   """Runs `python -m tfanom.train ARGS` as its main() in this process: the command's code path
   (flag parsing, one-line errors, exit status as SystemExit) without starting Python and importing
-  TensorFlow again, about 5 s of CPU per run. Only tfanom.train's flags are defined in the test
-  processes; other commands run as subprocesses, as their flags share names with these."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  TensorFlow again, about 5 s of CPU per run. tfanom.train's flags are the only ones defined on
+  absl's global FLAGS in the test processes (the other commands run by `run_command_line` define
+  theirs on a FlagValues of their own)."""
   from tfanom import train as train_cli  # pylint: disable=g-import-not-at-top
-  from tfanom.cli.flags import parse_flags  # pylint: disable=g-import-not-at-top
-  handlers = {number: signal.getsignal(number) for number in train_cli.STOP_SIGNALS}
-  try:
-    flags.FLAGS.unparse_flags()
-    train_cli.main(parse_flags('tfanom.train', ['tfanom.train', *args]))
-  finally:
-    flags.FLAGS.unparse_flags()
-    for number, handler in handlers.items():  # main() installs its stop-request handlers
-      signal.signal(number, handler)
+  with _process_state_restored():
+    try:
+      flags.FLAGS.unparse_flags()
+      train_cli.main(parse_flags('tfanom.train', ['tfanom.train', *args]))
+    finally:
+      flags.FLAGS.unparse_flags()
+
+
+def run_command_line(module_name: str, *args) -> subprocess.CompletedProcess:
+  """What `python -m MODULE ARGS` returns (exit status, stdout and stderr), run in this process:
+  the command's own flag parsing, checks and one-line errors, without starting Python and
+  importing TensorFlow again (6-10 s of CPU per command). The command defines its flags on a
+  FlagValues of its own, as the commands' flag names collide."""
+  module = importlib.import_module(module_name)
+  program, flag_values = program_name(module), flags.FlagValues()
+  main = module.command(flag_values)
+  stdout, stderr = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+      _process_state_restored():
+    try:
+      main(parse_flags(program, [program, *args], flag_values))
+      status = 0
+    except SystemExit as exited:
+      status = 0 if exited.code is None else exited.code
+  return subprocess.CompletedProcess([sys.executable, '-m', module_name, *args], status,
+                                     stdout.getvalue(), stderr.getvalue())
 
 
 def python_command(*args):

@@ -20,13 +20,13 @@ from tfanom.training import eval_step
 from tfanom.training.distribute import make_strategy
 from tfanom.workdir import CHECKPOINT_DIR, CONFIG_FILE, FEATURE_CACHE_FILE
 
-from tests.helpers import python_command
+from tests.helpers import run_command_line
 
 METRICS = ('ap', 'auroc', 'aupr_in', 'fpr95', *metrics.MASKING_METRICS)
 
 
 def run_evaluate(*flags):
-  return python_command('-m', 'tfanom.evaluate', *flags)
+  return run_command_line('tfanom.evaluate', *flags)
 
 
 @pytest.fixture(scope='module')

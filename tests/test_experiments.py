@@ -9,10 +9,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
-from tests.helpers import own_lines
+from tests.helpers import own_lines, run_command_line
 
 from experiments import paper_numbers, runner, sweep_state, named_sweeps, tables
 from tfanom.config import setting_kinds
@@ -160,9 +161,11 @@ def sweep_argv_env(tmp_path, *args, **env):
 
 
 def sweep_cli(tmp_path, *args, fail_holdout=None):
+  """The sweep command line run in this process, its runs on the fake trainer."""
   argv, env = sweep_argv_env(tmp_path, *args, **(
       {} if fail_holdout is None else dict(FAKE_FAIL_HOLDOUT=str(fail_holdout))))
-  return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  with mock.patch.dict(os.environ, env):
+    return run_command_line(*argv[2:])
 
 
 def events(tmp_path):
@@ -399,9 +402,7 @@ def test_report_marks_incomplete_and_fallback(tmp_path):
 
 
 def report_cli(root, *args):
-  return subprocess.run([sys.executable, '-m', 'experiments.report', f'--root={root}', *args],
-                        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                        capture_output=True, text=True, timeout=120)
+  return run_command_line('experiments.report', f'--root={root}', *args)
 
 
 def test_report_compares_with_the_paper(tmp_path):
@@ -462,7 +463,10 @@ def test_report_one_row_per_dataset_with_skew(tmp_path):
 
 
 def test_bad_report_input(tmp_path):
-  result = report_cli(tmp_path)
+  # `python -m experiments.report` itself: the only report test in a process of its own.
+  result = subprocess.run([sys.executable, '-m', 'experiments.report', f'--root={tmp_path}'],
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=120)
   assert result.returncode == 2
   assert 'holds no sweep.json' in result.stderr and len(own_lines(result.stderr)) == 1
   sweep_state.record_definition(str(tmp_path), 'smoke', named_sweeps.expand('smoke'))
@@ -644,10 +648,10 @@ def test_plots_are_written(tmp_path):
 def test_one_real_run_is_complete_and_skipped(tmp_path):
   """The real tfanom.train: its flags, results.json and TensorBoard summaries fit the runner."""
   root = tmp_path / 'root'
-  args = [sys.executable, '-m', 'experiments.sweep', '--sweep=smoke', f'--root={root}',
+  args = ['experiments.sweep', '--sweep=smoke', f'--root={root}',
           '--only=holdout=0,aux=none,seed=0', '--set=epochs=1,final_window=1']
-  env = dict(os.environ, PYTHONPATH=str(REPO))
-  first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  with mock.patch.dict(os.environ, PYTHONPATH=str(REPO)):
+    first = run_command_line(*args)
   assert first.returncode == 0, first.stdout + first.stderr
   run, = named_sweeps.select(named_sweeps.expand('smoke', dict(epochs=1, final_window=1)),
                        ['holdout=0', 'aux=none', 'seed=0'])
@@ -658,5 +662,6 @@ def test_one_real_run_is_complete_and_skipped(tmp_path):
           for value in event.summary.value}
   assert tags >= {'train/loss', 'train/accuracy', 'train/learning_rate', 'eval/accuracy',
                   'eval/ap_msp', 'eval/ap_odin'}
-  second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  with mock.patch.dict(os.environ, PYTHONPATH=str(REPO)):
+    second = run_command_line(*args)
   assert 'skipping 1 complete runs of 1' in second.stdout

@@ -26,7 +26,7 @@ from tfanom.inference.image_files import ScoreConfig
 from tfanom.io import OUTPUT_MARKER
 from tfanom.training.run import train_and_evaluate
 
-from tests.helpers import HOLDOUT, own_lines, python_command
+from tests.helpers import HOLDOUT, own_lines, run_command_line
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -188,8 +188,8 @@ def test_a_failed_run_leaves_the_earlier_output(exported, folder, tmp_path, monk
 
 def test_the_command_line_exits_2_with_one_line(exported, tmp_path):
   (tmp_path / 'empty').mkdir()
-  result = python_command('-m', 'tfanom.score', f'--export_dir={exported["export_dir"]}',
-                          f'--images={tmp_path / "empty"}', f'--output={tmp_path / "out"}')
+  result = run_command_line('tfanom.score', f'--export_dir={exported["export_dir"]}',
+                            f'--images={tmp_path / "empty"}', f'--output={tmp_path / "out"}')
   assert result.returncode == 2
   assert own_lines(result.stderr) == [
       f'tfanom.score: error: --images={tmp_path / "empty"} holds no files: give a folder of '

@@ -16,21 +16,15 @@ from tfanom.cli.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
-
 from tfanom.inference.evaluation import EvalConfig, evaluate  # noqa: E402
-from tfanom.cli import flags as cli_flags  # noqa: E402
-from tfanom.cli.flags import config_main, define_flags, run_command  # noqa: E402
+from tfanom.cli.flags import config_command, run_command  # noqa: E402
 
-# --help lists the key flags of the main module: the generated ones count as this module's.
-_SETTINGS = define_flags(EvalConfig)
-flags.adopt_module_key_flags(cli_flags)
-main = config_main('tfanom.evaluate', EvalConfig, _SETTINGS, evaluate)
+command = config_command('tfanom.evaluate', EvalConfig, evaluate)
 
 
 def run_main():
   """The `tfanom-evaluate` console script."""
-  run_command(main, sys.modules[__name__])
+  run_command(command(), sys.modules[__name__])
 
 
 if __name__ == '__main__':

@@ -16,27 +16,20 @@ from tfanom.cli.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
-
-from tfanom.cli import flags as cli_flags  # noqa: E402
-from tfanom.cli.flags import config_main, define_flags, run_command  # noqa: E402
+from tfanom.cli.flags import config_command, run_command  # noqa: E402
 from tfanom.inference.savedmodel import ExportConfig, export_run, export_summary  # noqa: E402
-
-# --help lists the key flags of the main module: the generated ones count as this module's.
-_SETTINGS = define_flags(ExportConfig)
-flags.adopt_module_key_flags(cli_flags)
 
 
 def _export(config: ExportConfig, log) -> None:
   log(export_summary(*export_run(config, log)))
 
 
-main = config_main('tfanom.export', ExportConfig, _SETTINGS, _export)
+command = config_command('tfanom.export', ExportConfig, _export)
 
 
 def run_main():
   """The `tfanom-export` console script."""
-  run_command(main, sys.modules[__name__])
+  run_command(command(), sys.modules[__name__])
 
 
 if __name__ == '__main__':

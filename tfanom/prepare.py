@@ -14,22 +14,16 @@ from tfanom.cli.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
-
-from tfanom.cli import flags as cli_flags  # noqa: E402
-from tfanom.cli.flags import config_main, define_flags, run_command  # noqa: E402
+from tfanom.cli.flags import config_command, run_command  # noqa: E402
 from tfanom.config import TrainConfig  # noqa: E402
 from tfanom.data.sources import prepare_data  # noqa: E402
 
-# --help lists the key flags of the main module: the generated ones count as this module's.
-_SETTINGS = define_flags(TrainConfig)
-flags.adopt_module_key_flags(cli_flags)
-main = config_main('tfanom.prepare', TrainConfig, _SETTINGS, prepare_data)
+command = config_command('tfanom.prepare', TrainConfig, prepare_data)
 
 
 def run_main():
   """The `tfanom-prepare` console script."""
-  run_command(main, sys.modules[__name__])
+  run_command(command(), sys.modules[__name__])
 
 
 if __name__ == '__main__':

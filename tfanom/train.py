@@ -21,13 +21,10 @@ import_tensorflow_quietly()
 
 from absl import app, flags, logging  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from tfanom.cli import flags as cli_flags  # noqa: E402
 from tfanom.cli.flags import config_from_flags, define_flags, run_command  # noqa: E402
 from tfanom.config import TrainConfig  # noqa: E402
 
-# --help lists the key flags of the main module: the generated ones count as this module's.
 _SETTINGS = define_flags(TrainConfig)
-flags.adopt_module_key_flags(cli_flags)
 _TRIALS = flags.DEFINE_integer('trials', None, 'Run N trials with seeds --seed..--seed+N-1 in '
                                'WORKDIR/seed<k> and write WORKDIR/aggregate.json (mean ± std).')
 # Signals that stop training after a checkpoint rather than at once.

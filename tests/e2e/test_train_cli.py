@@ -179,7 +179,8 @@ def test_a_bad_flag_value_exits_2_with_one_line():
   commands = {('tfanom.train', '--learning_rate=nan'):
                   '--learning_rate=nan must be a finite number',
               ('tfanom.score', '--normal_rate=nan'): '--normal_rate=nan must be a finite number',
-              ('tfanom.evaluate', '--batch_size=1e3'): '--batch_size=1e3 must be an integer'}
+              ('tfanom.evaluate', '--batch_size=1e3'): '--batch_size=1e3 must be an integer',
+              ('tfanom.export', '--normal_rate=nan'): '--normal_rate=nan must be a finite number'}
   processes = {command: subprocess.Popen([sys.executable, '-m', *command], cwd=REPO,
                                          env=cli_env(), stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)

@@ -80,6 +80,18 @@ def parse_flags(program: str, argv, flag_values=flags.FLAGS) -> list[str]:
     sys.exit(2)
 
 
+def config_command(program: str, config_class, call, quiet: bool = True):
+  """The command `program` that turns its flags into one `config_class` and makes one library
+  call, as a function of a FlagValues: it defines the flags there and returns the command's
+  `main`. The console script runs it on `flags.FLAGS`; a caller running several commands in one
+  process gives each its own FlagValues, as their flag names collide."""
+
+  def command(flag_values=flags.FLAGS):
+    return config_main(program, config_class, define_flags(config_class, flag_values), call, quiet)
+
+  return command
+
+
 def config_main(program: str, config_class, settings: dict, call, quiet: bool = True):
   """The `main` of a command that turns its flags into one `config_class` and makes one library
   call, `call(config, log)`, whose UsageErrors end in one line and exit status 2. `quiet` hides
@@ -104,11 +116,17 @@ def run_command(main, module) -> None:
   to it first.
   """
   program = sys.argv[0]
-  for flag in flags.FLAGS.get_key_flags_for_module(module):
-    flags.FLAGS.register_key_flag_for_module(program, flag)
+  # The generated flags are defined by this module: they count as the command's.
+  for defining in (module, sys.modules[__name__]):
+    for flag in flags.FLAGS.get_key_flags_for_module(defining):
+      flags.FLAGS.register_key_flag_for_module(program, flag)
   sys.modules['__main__'].__doc__ = module.__doc__
+  app.run(main, flags_parser=lambda argv: parse_flags(program_name(module), argv))
+
+
+def program_name(module) -> str:
+  """The name a command's messages start with: the name of the module that defines it."""
   # Run as `python -m tfanom.train` the module is __main__; its spec keeps the name typed.
   name = module.__spec__.name if module.__name__ == '__main__' else module.__name__
   name = name.removeprefix('tfanom.') if name.startswith('tfanom.experiments.') else name
-  name = name.removesuffix('.__main__')  # python -m tfanom.baselines
-  app.run(main, flags_parser=lambda argv: parse_flags(name, argv))
+  return name.removesuffix('.__main__')  # python -m tfanom.baselines
