@@ -87,7 +87,9 @@ def test_stop_requests_save_a_checkpoint_and_the_next_run_resumes_at_once(tmp_pa
                                                                          train_command, capsys):
   # SIGTERM's exit (143) is checked in test_reliability.py; both signals share this path.
   workdir = str(tmp_path / 'run')
-  args = TINY + ['--epochs=20', '--final_window=1', f'--workdir={workdir}']
+  # More epochs than either process can train before its signal, however fast or loaded the
+  # machine: only the signals end these runs.
+  args = TINY + ['--epochs=10000', '--final_window=1', f'--workdir={workdir}']
   first = _start(args)
   _wait_for_a_checkpoint(first, workdir)
   assert _refused(train_command, capsys, args) == (
@@ -107,7 +109,7 @@ def test_stop_requests_save_a_checkpoint_and_the_next_run_resumes_at_once(tmp_pa
     if select.select([terminal], [], [], 0.1)[0]:
       printed += os.read(terminal, 4096).decode()
   line = next(line for line in printed.splitlines() if line.startswith('resumed from'))
-  assert line.startswith(f'resumed from {latest}: {done} of 20 epochs done')
+  assert line.startswith(f'resumed from {latest}: {done} of 10000 epochs done')
   os.close(terminal)
   _stopped_after_an_epoch(resumed, signal.SIGHUP, workdir)
 

@@ -97,9 +97,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path, unin
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_command, capsys):
   workdir = str(tmp_path / 'run')
-  # Without rotation: the stop is the loop's, whatever the task, and each step costs half.
-  args = TINY + ['--epochs=2', '--final_window=1', '--steps_per_loop=1', '--aux=none',
-                 f'--workdir={workdir}']
+  args = TINY + ['--epochs=2', '--final_window=1', '--steps_per_loop=1', f'--workdir={workdir}']
   process = _train(args)
   # Once the first epoch's checkpoint exists, training is inside epoch 2.
   _wait_for(lambda: _checkpoints(workdir), process)
