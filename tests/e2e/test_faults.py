@@ -34,9 +34,14 @@ def _env():
 
 
 def _start(args, stdout=subprocess.PIPE):
-  """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`."""
+  """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`.
+
+  It starts with SIGHUP's default action, as a command typed in a terminal does: when the tests
+  themselves run under `nohup`, the ignored SIGHUP would be inherited, and training leaves an
+  ignored SIGHUP ignored (so that it outlives its terminal)."""
   return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT, env=_env(),
-                          text=True, stdout=stdout, stderr=subprocess.PIPE)
+                          text=True, stdout=stdout, stderr=subprocess.PIPE,
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
 def _one_line(stderr):
