@@ -33,15 +33,31 @@ def _env():
   return env
 
 
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test():
+  """A failed test leaves no training behind (these runs have 10000 epochs)."""
+  yield
+  while _started:
+    process = _started.pop()
+    if process.poll() is None:
+      process.kill()
+      process.communicate()
+
+
 def _start(args, stdout=subprocess.PIPE):
   """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`.
 
   It starts with SIGHUP's default action, as a command typed in a terminal does: when the tests
   themselves run under `nohup`, the ignored SIGHUP would be inherited, and training leaves an
   ignored SIGHUP ignored (so that it outlives its terminal)."""
-  return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT, env=_env(),
-                          text=True, stdout=stdout, stderr=subprocess.PIPE,
-                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+  process = subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT,
+                             env=_env(), text=True, stdout=stdout, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+  _started.append(process)
+  return process
 
 
 def _one_line(stderr):
