@@ -1,4 +1,5 @@
-"""tf.distribute strategies by name, and which process of a multi-worker run writes files."""
+"""tf.distribute strategies by name, which process of a multi-worker run writes files, and the
+TF_CONFIG of a multi-worker run on one machine."""
 
 import functools
 import json
