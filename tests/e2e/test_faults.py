@@ -1,8 +1,8 @@
 """Faults a real run meets, through the command line: a scheduler's SIGTERM mid-epoch, a closed
 terminal, a second process on the same workdir, a workdir that is a file. Each case checks the
-exit status, the one line said, and that nothing earlier changed. Damaged checkpoints and a full disk are tested in
-process (test_loop.py, test_evaluation.py): the logic is the library's, and each TensorFlow
-process costs seconds to start. For the same reason the refused commands here run as
+exit status, the one line said, and that nothing earlier changed. Damaged checkpoints and a full
+disk are tested in process (test_loop.py, test_evaluation.py): the logic is the library's, and
+each TensorFlow process costs seconds to start. For the same reason the refused commands here run as
 tfanom.train's main() in the test's process (the `train_command` fixture); the runs that are
 signalled or resumed are processes of their own."""
 
@@ -24,8 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # last epoch's): without rotation and evaluation an epoch costs a third as much.
 TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--batch_size=128',
         '--aux=none', '--eval_every=0', '--steps_per_loop=1']
-STOPPED = re.compile(r'tfanom\.train: (\w+): stopped (?:at epoch (\d+) step ([1-8]) of 9|after epoch '
-                     r'(\d+) of 10000); a checkpoint is saved: rerun the same command to resume')
+STOPPED = re.compile(r'tfanom\.train: (\w+): stopped (?:at epoch (\d+) step ([1-8]) of 9|'
+                     r'after epoch (\d+) of 10000); a checkpoint is saved: rerun the same '
+                     r'command to resume')
 
 
 def _env():
