@@ -10,8 +10,8 @@ CIFAR-shaped (uint8, 32x32x3, 10 classes); targets are for the full (non-quick) 
 """
 
 import dataclasses
+import functools
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,22 +28,29 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: E402
 
 from tfanom.anomaly import metrics, scores  # noqa: E402
+from tfanom.cli.flags import run_command  # noqa: E402
 from tfanom.config import TrainConfig  # noqa: E402
 from tfanom.data.arrays import LabelledImages  # noqa: E402
 from tfanom.data.holdout import channel_statistics, HoldoutSplit  # noqa: E402
 from tfanom.data.pipeline import InputPipeline, to_unit_range  # noqa: E402
+from tfanom.data.sources import load_source  # noqa: E402
 from tfanom.models import build_model  # noqa: E402
 from tfanom.training.distribute import loopback_tf_configs  # noqa: E402
 from tfanom.training.loop import Trainer  # noqa: E402
 
-_QUICK = flags.DEFINE_bool('quick', False, 'Tiny sizes, for tests: every figure, no meaningful '
-                           'timing.')
-_GPU = flags.DEFINE_bool('gpu', False, 'WRN-28-10 at batch 128, and training throughput with '
-                         'bfloat16 + XLA against float32.')
+# The repository root: the subprocesses import tfanom from it, whatever the working directory.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-_ONLY_DATA = flags.DEFINE_bool('data', False, 'Only the figures of prepared data (memory, time '
-                                'to the first batch, throughput).')
+def command(flag_values=flags.FLAGS):
+  """Defines the suite's flags in `flag_values`; returns its main."""
+  flags.DEFINE_bool('quick', False, 'Tiny sizes, for tests: every figure, no meaningful timing.',
+                    flag_values=flag_values)
+  flags.DEFINE_bool('gpu', False, 'WRN-28-10 at batch 128, and training throughput with '
+                    'bfloat16 + XLA against float32.', flag_values=flag_values)
+  flags.DEFINE_bool('data', False, 'Only the figures of prepared data (memory, time to the '
+                    'first batch, throughput).', flag_values=flag_values)
+  return functools.partial(main, settings=flag_values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +72,7 @@ class Sizes:
 FULL = Sizes(16, 2, 128, 12, 50000, 2000, 10**6, 4096, 150, ('--epochs=1', '--final_window=1'),
              2000, 64)
 QUICK = Sizes(10, 1, 32, 2, 2048, 100, 10**4, 512, 8,
-              ('--depth=10', '--width=1', '--epochs=1', '--final_window=1'), 100, 32)
+              ('--depth=10', '--width=1', '--aux=none', '--epochs=1', '--final_window=1'), 100, 32)
 GPU = Sizes(28, 10, 128, 50, 50000, 10000, 10**6, 8192, 150, (), 2000, 64)
 
 
@@ -94,10 +101,10 @@ def trainer_for(sizes: Sizes, split, **overrides) -> Trainer:
   return Trainer(config, split, tf.distribute.get_strategy(), log=lambda *_: None)
 
 
-def timed_epoch(trainer: Trainer) -> float:
-  """Seconds of the faster of two epochs after the first (which traces and compiles)."""
+def timed_epoch(trainer: Trainer, repeats: int = 2) -> float:
+  """Seconds of the fastest of `repeats` epochs after the first (which traces and compiles)."""
   seconds = []
-  for epoch in range(3):
+  for epoch in range(1 + repeats):
     start = time.perf_counter()
     trainer.train_epoch(epoch)
     seconds.append(time.perf_counter() - start)
@@ -274,19 +281,30 @@ def memory_growth(array_mb: int) -> tuple[float, float]:
   9 of 10 classes kept; the pipeline must share that copy, so the second is far below 1.
   """
   result = subprocess.run([sys.executable, '-c', PIPELINE_MEMORY, str(array_mb)], check=True,
-                          capture_output=True, text=True, env=dict(os.environ,
-                                                                   PYTHONPATH=os.getcwd()))
+                          capture_output=True, text=True, env=subprocess_env())
   split, pipeline = map(float, result.stdout.split()[-2:])
   return split, pipeline
 
 
+def subprocess_env(**settings) -> dict:
+  """This process's environment for a subprocess that imports tfanom, with `settings`."""
+  return dict(os.environ, PYTHONPATH=ROOT, **settings)
+
+
 def digits_peak_rss(extra_args) -> float:
-  """Peak resident memory (MiB) of a `python -m tfanom.train --dataset=digits` run."""
-  with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as workdir:
-    subprocess.run([sys.executable, '-m', 'tfanom.train', '--dataset=digits',
-                    f'--workdir={workdir}', *extra_args], check=True, capture_output=True,
-                   env=dict(os.environ, PYTHONPATH=os.getcwd()))
-  return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+  """Peak resident memory (MiB) of a `python -m tfanom.train --dataset=digits` run: that
+  process's own, not the largest of every child this process has waited for."""
+  with tempfile.TemporaryDirectory(prefix='tfanom-bench-') as workdir, \
+      tempfile.TemporaryFile() as stderr:
+    process = subprocess.Popen([sys.executable, '-m', 'tfanom.train', '--dataset=digits',
+                                f'--workdir={workdir}', *extra_args],
+                               stdout=subprocess.DEVNULL, stderr=stderr, env=subprocess_env())
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+      stderr.seek(0)
+      raise RuntimeError(stderr.read().decode()[-2000:])
+  return usage.ru_maxrss / 1024.0
 
 
 def write_folder(root: str, count: int, side: int) -> None:
@@ -309,8 +327,7 @@ def peak_rss_anon(commands, env=None) -> list[float]:
   run side by side (`env`: one environment each, or none): pages of a memory-mapped file are not
   anonymous, so they do not count."""
   processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=dict(os.environ, PYTHONPATH=os.getcwd(),
-                                         **(env[index] if env else {})))
+                                env=subprocess_env(**(env[index] if env else {})))
                for index, command in enumerate(commands)]
   peaks = [0] * len(processes)
   while any(process.poll() is None for process in processes):
@@ -350,8 +367,7 @@ def seconds_to_first_batch(folder: str, cache_dir: str, side: int) -> tuple[floa
   the prepared files. The batch adds a fixed cost, tracing the augmentation (about 0.6 s of the
   second run's 0.76 s on an 8000-image folder, 2 cores at load 6)."""
   result = subprocess.run([sys.executable, '-c', FIRST_BATCH, folder, cache_dir, str(side)],
-                          check=True, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                          check=True, capture_output=True, text=True, env=subprocess_env())
   ready, first_batch = map(float, result.stdout.split()[-2:])
   return ready, first_batch
 
@@ -397,7 +413,8 @@ def report_prepared_data(sizes: Sizes) -> None:
            '<= 0.1', f'{second:.2f} vs {first:.2f} s, {5 * count} JPEGs of {5 * side}x'
            f'{15 * side // 4} prepared at {side}x{side} by the first; to the hold-out split '
            f'alone {second_ready:.2f} vs {first_ready:.2f} s, {second_ready / first_ready:.3f}')
-    seconds_to_first_batch(folders[count], cache, side)
+    # Prepared here, so that the memory runs below map the N-image folder as they map the other.
+    load_source('folder', folders[count], side, cache_dir=cache, log=lambda line: None)
     train_bytes = 0.9 * 3 * count * side * side * 3  # the 4N folder's extra known-class images
     for strategy in ('mirrored', 'multiworker'):
       small, large = (training_peak_rss(folders[n], cache, side, strategy)
@@ -421,25 +438,28 @@ def report_prepared_data(sizes: Sizes) -> None:
            f'{sizes.pipeline_images} CIFAR-sized images, batch {sizes.batch}')
 
 
-def main(argv):
-  del argv
+def main(argv, settings):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   tf.get_logger().setLevel('ERROR')
   warnings.filterwarnings('ignore', module='keras')
-  sizes = QUICK if _QUICK.value else GPU if _GPU.value else FULL
+  sizes = QUICK if settings.quick else GPU if settings.gpu else FULL
   print(f'benchmarks.suite: WRN-{sizes.depth}-{sizes.width}, batch {sizes.batch}, '
         f'{os.cpu_count()} CPUs, GPUs: {len(tf.config.list_physical_devices("GPU"))}, load '
         f'{", ".join(f"{x:.2f}" for x in os.getloadavg())}', flush=True)
-  if _ONLY_DATA.value:
+  if settings.data:
     report_prepared_data(sizes)
     return
   # An epoch of the training figures is `steps` steps.
   split = synthetic_split(sizes.steps * sizes.batch)
+  # --quick times one epoch after the one that traces: its timings mean nothing anyway.
+  repeats = 1 if settings.quick else 2
 
   classification = trainer_for(sizes, split, aux='none')
-  cls_seconds, fit = loop_and_fit_seconds(classification, sizes, split)
+  cls_seconds, fit = loop_and_fit_seconds(classification, sizes, split, rounds=repeats + 1)
   cls_rate = sizes.steps * sizes.batch / cls_seconds
   rotation = trainer_for(sizes, split)
-  aux_seconds = timed_epoch(rotation)
+  aux_seconds = timed_epoch(rotation, repeats)
   aux_rate = sizes.steps * sizes.batch / aux_seconds  # classification images per second
 
   pipeline_rate = pipeline_images_per_second(sizes)
@@ -465,7 +485,7 @@ def main(argv):
          f'{loop_flops / 1e9:.1f} vs {peak / 1e9:.1f} GFLOP/s; {step_flops / 1e9:.2f} GFLOP per '
          f'step (3x the profiled forward), {sizes.matmul}^2 matmul in {matmul_seconds:.3f} s')
   fast = trainer_for(sizes, split, aux='none', preset='fast')
-  fast_seconds = timed_epoch(fast)
+  fast_seconds = timed_epoch(fast, repeats)
   fast_step_flops = 3 * forward_flops(fast.model, sizes.batch)
   fast_flops = fast_step_flops * sizes.steps / fast_seconds
   report('fast preset training FLOP/s / peak matmul FLOP/s', fast_flops / peak, 'informative',
@@ -488,13 +508,13 @@ def main(argv):
          f'{peak_rss:.0f} MiB, python -m tfanom.train --dataset=digits '
          f'{" ".join(sizes.digits_args)}')
 
-  if _GPU.value:
+  if settings.gpu:
     fast = trainer_for(sizes, split, mixed_precision='bfloat16', xla=True)
-    fast_seconds = timed_epoch(fast)
+    fast_seconds = timed_epoch(fast, repeats)
     report('bfloat16 + XLA / float32 training throughput', aux_seconds / fast_seconds,
            'informative', f'{sizes.steps * sizes.batch / fast_seconds:.0f} vs {aux_rate:.0f} '
            'img/s, rotation training')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  run_command(command(), sys.modules[__name__])

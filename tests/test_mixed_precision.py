@@ -81,11 +81,18 @@ def test_xla_refuses_replicas_on_split_cpus():
 
 
 def test_the_fast_network_trains_and_scores_in_bfloat16_with_xla():
+  # The fast network's own layers (patch whitening, GELU, max pooling, scale-free batch norm) in
+  # bfloat16 under XLA. Without rotation, whose step in bfloat16 and under XLA is compared in
+  # test_fast_paths_train_and_score_like_float32: with it, training took 21 s of CPU instead of
+  # 11. Scores on 64 of the evaluation examples: scoring 200 with mirror TTA took 7 s per pass.
+  split = dataclasses.replace(
+      SPLIT, evaluation=SPLIT.evaluation.select(np.arange(len(SPLIT.evaluation)) < 64))
+
   def fast_trainer(**overrides):
-    config = TrainConfig(dataset='digits', preset='fast', epochs=1, batch_size=32,
+    config = TrainConfig(dataset='digits', preset='fast', aux='none', epochs=1, batch_size=32,
                          learning_rate=0.01, augment='crop', tta='flip', strategy='default',
                          **overrides).resolved()
-    return Trainer(config, SPLIT, tf.distribute.get_strategy(), log=lambda *_: None)
+    return Trainer(config, split, tf.distribute.get_strategy(), log=lambda *_: None)
 
   float32, fast = fast_trainer(), fast_trainer(mixed_precision='bfloat16', xla=True)
   float32_stats, stats = float32.train_epoch(0), fast.train_epoch(0)
@@ -93,6 +100,7 @@ def test_the_fast_network_trains_and_scores_in_bfloat16_with_xla():
   for mine, theirs in zip(fast.model.variables, float32.model.variables):
     mine.assign(theirs)
   scores, float32_scores = fast.evaluate()[1], float32.evaluate()[1]
+  assert len(scores['label']) == 64
   for name in ('msp', 'odin'):
     assert scores[name].dtype == np.float32
     np.testing.assert_allclose(scores[name], float32_scores[name], atol=0.03)
