@@ -17,9 +17,9 @@ from tfanom.config import TrainConfig
 from tfanom.errors import UsageError
 from tfanom.models.wide_resnet import WRNConfig, build_wide_resnet
 from tfanom.data.holdout import make_holdout
-from tfanom.data.sources import load_digits
+from tfanom.data.sources import load_digits, load_split
 from tfanom.training.loop import Preempted, Trainer
-from tfanom.training import run
+from tfanom.training.run import train_and_evaluate
 
 from tests.helpers import first_examples
 
@@ -166,14 +166,14 @@ def test_digits_with_cpc_at_its_defaults_trains_and_scores_above_the_skew(tmp_pa
   # Two epochs of three steps (384 training images) and 200 evaluation examples, of which 20
   # anomalies (skew 9.5%): over seeds 0-2 and one or two intra-op threads the CPC loss fell by
   # 0.53-0.69 from the first epoch to the second, its accuracy ended at 5.0-7.1% (chance 2.0%)
-  # and AP was 19.5-30.6% for MSP and ODIN alike. A CPC step costs about 2 s of CPU here.
-  load_split = run.load_split
-  monkeypatch.setattr(run, 'load_split',
+  # and AP was 19.5-30.6% for MSP and ODIN alike; on 256 images MSP's AP fell to the skew (seed
+  # 0). A CPC step costs about 2 s of CPU here.
+  monkeypatch.setattr('tfanom.training.run.load_split',
                       lambda config: first_examples(load_split(config), 384, 200))
   config = TrainConfig(dataset='digits', holdout='5', depth=10, width=1, dropout=0.0,
                        batch_size=128, epochs=2, final_window=1, aux='cpc',
                        workdir=str(tmp_path / 'run'))
-  results = run.train_and_evaluate(config, log=lambda line: None)
+  results = train_and_evaluate(config, log=lambda line: None)
   assert results['flags']['aux_weight'] == 1.0
   history = results['history']
   losses = [e['train']['aux_loss'] for e in history]
