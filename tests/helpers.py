@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 from absl import flags, logging
 
 from tfanom.cli.flags import parse_flags, program_name
@@ -90,3 +91,12 @@ def python_command(*args):
 def own_lines(stderr: str) -> list[str]:
   """A subprocess's stderr without TensorFlow's native log lines."""
   return [line for line in stderr.splitlines() if line and not NATIVE_LOG_LINE.match(line)]
+
+
+def first_examples(split, train: int, evaluation: int):
+  """`split` cut to its first TRAIN training images and first EVALUATION evaluation examples: for
+  tests of mechanics (resuming, checkpoints, trials), which need a few steps, not digits' 19 per
+  epoch. Digits' evaluation order mixes the classes, so a cut keeps anomalies among them."""
+  return dataclasses.replace(
+      split, train=split.train.select(np.arange(len(split.train)) < train),
+      evaluation=split.evaluation.select(np.arange(len(split.evaluation)) < evaluation))
