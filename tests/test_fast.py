@@ -182,9 +182,9 @@ def test_resume_mid_epoch_is_exact_with_the_preset(digits_split, make_config, tm
   # 128 training images in four steps, a checkpoint every two. The run resumed from the checkpoint
   # after step 2 ends with the same checkpoint as the uninterrupted run: every variable (model,
   # rotation head, both optimizers, progress) bit for bit. Neither evaluates: equal weights scoring
-  # equally, and a stop request mid-epoch, are checked by tests/e2e/test_reliability.py
-  # (test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics,
-  # test_sigterm_saves_a_checkpoint_and_exits_cleanly).
+  # equally is checked by tests/e2e/test_reliability.py
+  # (test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics), a stop request mid-epoch by
+  # tests/e2e/test_faults.py (test_stop_signals_save_a_checkpoint_and_the_next_run_resumes_at_once).
   digits_split = dataclasses.replace(
       digits_split, train=digits_split.train.select(np.arange(len(digits_split.train)) < 128))
   config = fast_config(make_config, epochs=1, deterministic=True, batch_size=32,
