@@ -93,10 +93,12 @@ def own_lines(stderr: str) -> list[str]:
   return [line for line in stderr.splitlines() if line and not NATIVE_LOG_LINE.match(line)]
 
 
-def first_examples(split, train: int, evaluation: int):
-  """`split` cut to its first TRAIN training images and first EVALUATION evaluation examples: for
-  tests of mechanics (resuming, checkpoints, trials), which need a few steps, not digits' 19 per
-  epoch. Digits' evaluation order mixes the classes, so a cut keeps anomalies among them."""
-  return dataclasses.replace(
-      split, train=split.train.select(np.arange(len(split.train)) < train),
-      evaluation=split.evaluation.select(np.arange(len(split.evaluation)) < evaluation))
+def first_examples(split, train: int | None = None, evaluation: int | None = None):
+  """`split` cut to its first TRAIN training images and first EVALUATION evaluation examples (None:
+  all of them): for tests of mechanics (resuming, checkpoints, trials), which need a few steps,
+  not digits' 19 per epoch. Digits' evaluation order mixes the classes, so a cut keeps anomalies
+  among them."""
+  def first(images, count):
+    return images if count is None else images.select(np.arange(len(images)) < count)
+  return dataclasses.replace(split, train=first(split.train, train),
+                             evaluation=first(split.evaluation, evaluation))

@@ -1,7 +1,6 @@
 """The fast network and recipe of --preset=fast (tfanom.models.fast and what the preset sets)."""
 
 import collections
-import dataclasses
 
 import numpy as np
 import pytest
@@ -17,6 +16,8 @@ from tfanom.models.fast import FastNetConfig, build_fast_net, whitening_kernel
 from tfanom.training.distribute import make_strategy
 from tfanom.training.loop import Trainer
 from tfanom.training.run import train_and_evaluate
+
+from tests.helpers import first_examples
 
 MEAN, STD = np.full(3, 0.5, np.float32), np.full(3, 0.25, np.float32)
 
@@ -185,8 +186,7 @@ def test_resume_mid_epoch_is_exact_with_the_preset(digits_split, make_config, tm
   # equally is checked by tests/e2e/test_reliability.py
   # (test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics), a stop request mid-epoch by
   # tests/e2e/test_faults.py (test_stop_signals_save_a_checkpoint_and_the_next_run_resumes_at_once).
-  digits_split = dataclasses.replace(
-      digits_split, train=digits_split.train.select(np.arange(len(digits_split.train)) < 128))
+  digits_split = first_examples(digits_split, train=128)
   config = fast_config(make_config, epochs=1, deterministic=True, batch_size=32,
                        checkpoint_every_steps=2, steps_per_loop=2, tta='none')
   tf.config.experimental.enable_op_determinism()

@@ -6,7 +6,6 @@ AP differs by at most 2 points. One epoch of training gives a classification los
 float32's.
 """
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -20,13 +19,13 @@ from tfanom.errors import UsageError
 from tfanom.training.distribute import make_strategy
 from tfanom.training.loop import Trainer
 
+from tests.helpers import first_examples
+
 _DIGITS = make_holdout(load_source('digits'), 0)
 # float16 convolutions are emulated on CPUs: one epoch of the whole digits split took 260 s, half
 # the suite's budget, and 512 images with 300 evaluation examples still 70 s. 128 training images (4
 # steps of 32) and 200 evaluation examples compare every path on the same batches and examples.
-SPLIT = dataclasses.replace(
-    _DIGITS, train=_DIGITS.train.select(np.arange(len(_DIGITS.train)) < 128),
-    evaluation=_DIGITS.evaluation.select(np.arange(len(_DIGITS.evaluation)) < 200))
+SPLIT = first_examples(_DIGITS, 128, 200)
 
 
 def make_trainer(**overrides):
@@ -85,8 +84,7 @@ def test_the_fast_network_trains_and_scores_in_bfloat16_with_xla():
   # bfloat16 under XLA. Without rotation, whose step in bfloat16 and under XLA is compared in
   # test_fast_paths_train_and_score_like_float32: with it, training took 21 s of CPU instead of
   # 11. Scores on 64 of the evaluation examples: scoring 200 with mirror TTA took 7 s per pass.
-  split = dataclasses.replace(
-      SPLIT, evaluation=SPLIT.evaluation.select(np.arange(len(SPLIT.evaluation)) < 64))
+  split = first_examples(SPLIT, evaluation=64)
 
   def fast_trainer(**overrides):
     config = TrainConfig(dataset='digits', preset='fast', aux='none', epochs=1, batch_size=32,
