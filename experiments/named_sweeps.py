@@ -106,9 +106,16 @@ def rotation_fast() -> list[dict]:
                      tta='flip', eval_every=0, final_window=1)
 
 
+def rotation_paper() -> list[dict]:
+  """The paired study at the paper's own budget: TFDS CIFAR-10 at its defaults (WRN-28-10,
+  200 epochs, batch 512), the same 3 classes x 3 seeds: for a GPU (docs/results.md has the
+  arithmetic of its cost)."""
+  return paired_runs(STUDY_CLASSES, SEEDS, dataset='cifar10')
+
+
 SWEEPS = {'table3': table3, 'table4': table4, 'table5': table5, 'table6': table6, 'table7': table7,
           'smoke': smoke, 'digits': digits, 'rotation_small': rotation_small,
-          'rotation_fast': rotation_fast}
+          'rotation_fast': rotation_fast, 'rotation_paper': rotation_paper}
 
 
 def run_workdir(settings: dict) -> str:
