@@ -14,7 +14,7 @@ import tensorflow as tf
 from scipy import stats
 from tensorflow.python.tools import saved_model_utils
 
-from tfanom.anomaly import DEFAULT_SCORE, SCORES
+from tfanom.anomaly import SCORES
 from tfanom.data.holdout import relabel
 from tfanom.data.sources import load_digits
 from tfanom.inference import savedmodel
@@ -58,6 +58,9 @@ for name in ('serving_default', 'odin'):
     handle.write(rest_predict(loaded.signatures[name], body))
 '''
 
+# The export's default score for digits_export, which trains a rotation head.
+ROTATION_DEFAULT = 'rotpred'
+
 
 def rest_predict(signature, body: str) -> str:
   """What TF Serving's REST predict endpoint answers to `body`, in the row ("instances") format.
@@ -98,7 +101,7 @@ def exported(digits_export, tmp_path_factory):
 
 def test_export_cli_reports_the_export(exported):
   assert f'to {exported["export_dir"]}' in exported['stdout']
-  assert f'is_anomaly: {DEFAULT_SCORE} > ' in exported['stdout']
+  assert f'is_anomaly: {ROTATION_DEFAULT} > ' in exported['stdout']
   assert 'known-class images of the validation split' in exported['stdout']
   assert (exported['export_dir'] / 'saved_model.pb').exists()
   leftovers = [p.name for p in exported['export_dir'].parent.iterdir() if p.name != '1']
@@ -166,8 +169,8 @@ def test_served_scores_equal_evaluate_in_a_fresh_process(exported, served):
       np.testing.assert_allclose(outputs[f'{name}_score'], evaluated[name], rtol=2e-5,
                                  atol=2e-5 * max(1.0, scale.get(name, 1.0) * 1e-2), err_msg=name)
     np.testing.assert_array_equal(outputs['class_id'], evaluated['prediction'])
-    np.testing.assert_array_equal(outputs['anomaly_score'], outputs[f'{DEFAULT_SCORE}_score'])
-    threshold = exported['detector'].threshold(DEFAULT_SCORE)
+    np.testing.assert_array_equal(outputs['anomaly_score'], outputs[f'{ROTATION_DEFAULT}_score'])
+    threshold = exported['detector'].threshold(ROTATION_DEFAULT)
     np.testing.assert_array_equal(outputs['is_anomaly'],
                                   outputs['anomaly_score'] > np.float32(threshold))
     assert 0 < outputs['is_anomaly'].sum() < len(served['images'])
@@ -182,17 +185,17 @@ def test_thresholds_accept_the_normal_rate_of_new_normal_images(exported, loaded
   source = load_digits().test
   normal = relabel(source.labels, split.holdout_index) >= 0
   served = loaded.serve(tf.constant(source.images[normal]))
-  scores = served[f'{DEFAULT_SCORE}_score'].numpy()
+  scores = served[f'{ROTATION_DEFAULT}_score'].numpy()
   n, m = calibration['size'], len(scores)
   for rate in NORMAL_RATES:
-    threshold = calibration['thresholds'][DEFAULT_SCORE][calibration['rates'].index(rate)]
+    threshold = calibration['thresholds'][ROTATION_DEFAULT][calibration['rates'].index(rate)]
     accepted = int((scores <= np.float32(threshold)).sum())
     # Split-conformal: a new score falls at or below the k-th of n calibration scores with a
     # Beta(k, n + 1 - k) probability, so the accepted count is beta-binomial.
     rank = min(int(np.ceil(rate * (n + 1))), n)
     low, high = stats.betabinom.interval(0.99, m, rank, n + 1 - rank)
     assert low <= accepted <= high, (rate, accepted, m, low, high)
-    met = calibration['rates_met'][DEFAULT_SCORE][calibration['rates'].index(rate)]
+    met = calibration['rates_met'][ROTATION_DEFAULT][calibration['rates'].index(rate)]
     assert met >= rate
 
 

@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfanom.anomaly import DEFAULT_SCORE
 from tfanom.config import TrainConfig
 from tfanom.data.decoding import decode_files
 from tfanom.data.holdout import relabel
@@ -110,13 +109,13 @@ def test_scores_every_readable_image_and_writes_the_gallery(scored, folder):
   assert 'rotation_score' not in columns  # an --aux=none model has no rotation head
   threshold = np.float32(summary['threshold'])
   for row in rows:
-    assert row['anomaly_score'] == row[f'{DEFAULT_SCORE}_score']
+    assert row['anomaly_score'] == row['energy_score']  # the default without a rotation head
     assert row['is_anomaly'] == str(int(np.float32(float(row['anomaly_score'])) > threshold))
   assert summary['skipped'] == 2
   assert sorted(p.split('/')[-1] for p in summary['skipped_files']) == ['README.txt', 'broken.jpg']
   labels = summary['labels']
   assert (labels['anomalies'], labels['normal']) == (folder['held_out'], folder['known'])
-  assert set(labels['scores']) >= {'msp', 'odin', DEFAULT_SCORE}
+  assert set(labels['scores']) >= {'msp', 'odin', 'energy'}
   # The gallery is a real image with both halves of the page.
   png = tf.io.decode_png(tf.io.read_file(str(out / 'gallery.png'))).numpy()
   assert png.shape[0] > 200 and png.shape[1] > 200 and png.std() > 10

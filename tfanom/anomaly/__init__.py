@@ -66,9 +66,15 @@ FEATURE_SCORES = tuple(name for name, score in REGISTRY.items() if FEATURES in s
 ROTATION_SCORES = tuple(name for name, score in REGISTRY.items() if ROTATION_HEAD in score.needs)
 # The scores in-training evaluation reports (results.json's `ap`).
 TRAINING_SCORES = ('msp', 'odin')
-# The score of `anomaly_score`/`is_anomaly` when tfanom.export is not told: fixed from the measurements
-# in docs/scores.md ("Choosing a score"), never from the anomalies of the run being exported.
-DEFAULT_SCORE = 'vim'
+
+
+def default_score(has_rotation: bool) -> str:
+  """The score of `anomaly_score`/`is_anomaly` when tfanom.export is not told, fixed from the
+  CIFAR-10 runs of docs/serving.md ("The default score"), never from the anomalies of the run being
+  exported. There, a rotation model's `rotpred` was its best score or within a point of it, while
+  the best class-head score of a classification-only model was energy or a score within a point of
+  it (ViM: 0.7 to 10 points below the best)."""
+  return 'rotpred' if has_rotation else 'energy'
 
 
 def available_scores(has_rotation: bool, has_statistics: bool = True) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfanom.anomaly import DEFAULT_SCORE, SCORES
+from tfanom.anomaly import SCORES, default_score
 from tfanom.anomaly.scores import KNN_K, odin_unit_step
 from tfanom.config import check_settings, setting
 from tfanom.data.arrays import stratified_mask
@@ -43,9 +43,10 @@ class ExportConfig:
                                    'folder such as models/digits/1.', required=True)
   overwrite: bool = setting(False, 'Replace a non-empty --export_dir that holds only an earlier '
                            'tfanom export.')
-  score: str = setting(DEFAULT_SCORE, 'The score behind anomaly_score and is_anomaly; default '
-                       f'{DEFAULT_SCORE}, the best on average in docs/scores.md. Name the winner of '
-                       'your own validation run here.', choices=SCORES)
+  score: str | None = setting(None, 'The score behind anomaly_score and is_anomaly; default '
+                              'rotpred for a model with a rotation head, else energy (the figures '
+                              'behind them: docs/serving.md). Name the winner of your own '
+                              'validation run here.', choices=SCORES)
   normal_rate: float = setting(DEFAULT_NORMAL_RATE, 'Share of normal images that is_anomaly '
                                'accepts: the threshold is calibrated on normal images only.',
                                above=0, below=1)
@@ -88,9 +89,11 @@ def build_detector(run: RestoredRun, config: ExportConfig, odin_temperature: flo
                    log=print) -> Detector:
   """Fits the feature statistics and calibrates every score's thresholds on normal images."""
   module = ScoringModule(run, odin_temperature, odin_epsilon)
-  names = available_scores(hasattr(module, 'rotation_scores'))
-  if config.score not in names:
-    raise UsageError(f'--score={config.score} needs a rotation head, but this model was trained '
+  has_rotation = hasattr(module, 'rotation_scores')
+  names = available_scores(has_rotation)
+  score = config.score or default_score(has_rotation)
+  if score not in names:
+    raise UsageError(f'--score={score} needs a rotation head, but this model was trained '
                      f'with --aux={run.config.aux}: choose one of {",".join(names)}')
   batch_size = config.batch_size or run.config.eval_batch_size
   statistics = feature_statistics(module, run.split, batch_size,
@@ -106,7 +109,7 @@ def build_detector(run: RestoredRun, config: ExportConfig, odin_temperature: flo
                         f'calibrating on {len(images)} normal images', log)
   calibration = calibrate({name: values[name] for name in names},
                           rates_with(config.normal_rate), source)
-  return Detector(statistics, knn_k, calibration, config.score, float(config.normal_rate))
+  return Detector(statistics, knn_k, calibration, score, float(config.normal_rate))
 
 
 def subsample_bank(statistics: FeatureStatistics, size: int, seed: int) -> FeatureStatistics:
