@@ -164,14 +164,16 @@ def test_digits_with_cpc_at_its_defaults_trains_and_scores_above_the_skew(tmp_pa
                                                                           monkeypatch):
   # At the paper's lambda = 10 digits collapsed to one constant prediction (docs/cpc.md).
   # Two epochs of three steps (384 training images) and 200 evaluation examples, of which 20
-  # anomalies (skew 9.5%): over seeds 0-2 and one or two intra-op threads the CPC loss fell by
-  # 0.53-0.69 from the first epoch to the second, its accuracy ended at 5.0-7.1% (chance 2.0%)
-  # and AP was 19.5-30.6% for MSP and ODIN alike; on 256 images MSP's AP fell to the skew (seed
-  # 0). A CPC step costs about 2 s of CPU here.
+  # anomalies (skew 9.5%), under the default strategy: over seeds 0-2 and one or two intra-op
+  # threads the CPC loss fell by 0.53-0.69 from the first epoch to the second, its accuracy
+  # ended at 4.5-7.1% (chance 2.0%) and AP was 15.1-30.6% for MSP, 16.9-27.9% for ODIN; on 256
+  # images MSP's AP fell to the skew (seed 0, two mirrored replicas). A CPC step costs about 1.5 s
+  # of CPU here; the run took 18 s of CPU against 34 s with --strategy=mirrored (one intra-op
+  # thread).
   monkeypatch.setattr('tfanom.training.run.load_split',
                       lambda config: first_examples(load_split(config), 384, 200))
   config = TrainConfig(dataset='digits', holdout='5', depth=10, width=1, dropout=0.0,
-                       batch_size=128, epochs=2, final_window=1, aux='cpc',
+                       batch_size=128, epochs=2, final_window=1, aux='cpc', strategy='default',
                        workdir=str(tmp_path / 'run'))
   results = train_and_evaluate(config, log=lambda line: None)
   assert results['flags']['aux_weight'] == 1.0
