@@ -70,9 +70,9 @@ def strategy_runs(split, make_config, tmp_path_factory):
   (a stopped run resumes as if never stopped: test_a_stopped_run_resumes_from_the_saved_epoch);
   one epoch mirrored. Each trainer is built in another random state of the process
   (test_seed_alone_decides_the_initial_weights). A trainer's first traced calls of training and
-  evaluation take most of its time (7.5 of the 10 s of CPU of a trainer's two epochs and
-  evaluation, one intra-op thread), hence the one trainer for the uninterrupted reference and the
-  strategies' comparison."""
+  evaluation take most of its time (7.6 of the 13 s of CPU of two epochs and an evaluation on
+  whole images, one intra-op thread), hence the one trainer for the uninterrupted reference and
+  the strategies' comparison."""
   runs = {}
   for unrelated_seed, name in enumerate(STRATEGIES):
     random.seed(unrelated_seed)  # whatever random state the process is in
