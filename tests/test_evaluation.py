@@ -11,6 +11,7 @@ import tensorflow as tf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tfanom.anomaly import metrics
+from tfanom.data.pipeline import center_crop
 from tfanom.inference.restore import load_run
 from tfanom.errors import UsageError
 from tfanom.inference.evaluation import (EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, eval_table,
@@ -98,8 +99,10 @@ def test_the_evaluator_of_training_under_two_replicas_scores_as_tfanom_evaluate(
   strategy = make_strategy('mirrored')
   names = ('msp', 'odin', 'energy')
   evaluator = eval_step.make_evaluator(run.config, run.model, strategy, names)
+  # The central crops the model sees, as training's evaluation pipeline cuts them.
+  images = center_crop(run.split.evaluation.images, run.config.crop_size)
   dataset = tf.data.Dataset.from_tensor_slices(
-      dict(image=run.split.evaluation.images, label=run.split.evaluation.labels)).batch(127)
+      dict(image=images, label=run.split.evaluation.labels)).batch(127)
   arrays, average_precision = evaluator.run(strategy.experimental_distribute_dataset(dataset))
   offline = evaluated['arrays']
   np.testing.assert_array_equal(arrays['label'], offline['label'])
