@@ -165,16 +165,17 @@ def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
   final_norm = run.model.final_norm
   final_norm.beta[0].assign(final_norm.beta[0] + 1.0)  # moves every feature
   RunCheckpoint(str(workdir / CHECKPOINT_DIR), run.model, run.aux_task).save(10_000)
-  lines = []
   before = (workdir / EVAL_FILE).read_bytes()
-  # Fewer scores of another checkpoint would lose eval.json's other scores: refused.
-  with pytest.raises(UsageError, match=r'--scores=mahalanobis would replace .*eval.json, which '
-                     'also holds msp,.* of another model or settings: evaluate every score'):
-    evaluate(EvalConfig(workdir=str(workdir), scores=('mahalanobis',)), lines.append)
+  # Fewer scores of another checkpoint would lose eval.json's other scores: refused (before any
+  # scoring: msp needs no feature statistics).
+  with pytest.raises(UsageError, match=r'--scores=msp would replace .*eval.json, which '
+                     'also holds odin,.* of another model or settings: evaluate every score'):
+    evaluate(EvalConfig(workdir=str(workdir), scores=('msp',)), log=lambda line: None)
   assert (workdir / EVAL_FILE).read_bytes() == before
+  lines = []
+  report = evaluate(EvalConfig(workdir=str(workdir)), lines.append)
   assert not any(line.startswith('feature statistics: from') for line in lines)
   assert any(line.startswith('training features:') for line in lines)
-  report = evaluate(EvalConfig(workdir=str(workdir)), lines.append)
   assert report['model']['checkpoint'].endswith('ckpt-10000')
   assert report['scores']['mahalanobis'] != evaluated['report']['scores']['mahalanobis']
 

@@ -287,27 +287,18 @@ def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, fo
   assert 'ignored 1 hidden files' in report
 
 
-def test_the_gallery_shows_the_crop_the_export_scored(exported, tmp_path):
+def test_the_gallery_shows_the_crop_the_export_scored(exported, scored):
   """The shared export stores the 32x32 grey digits and scores their central 16x16 crops (as the
-  ImageNet subsets store 256 and see 224): new RGB images of another size are shown as that crop."""
-  images = tmp_path / 'images'
-  images.mkdir()
-  rng = np.random.default_rng(1)
-  for number in range(6):
-    Image.fromarray(rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)).save(
-        images / f'{number}.png')
-  summary = image_files.score_files(
-      ScoreConfig(export_dir=exported['export_dir'], images=str(images),
-                  output=str(tmp_path / 'out'), gallery_size=3), log=lambda line: None)
-  assert summary['scored'] == 6
-  page = (tmp_path / 'out' / 'gallery.html').read_text()
+  ImageNet subsets store 256 and see 224): the folder's images, of several sizes and channels, are
+  shown as that crop."""
+  page = (scored['out'] / 'gallery.html').read_text()
   shown = re.findall(r'src="data:image/png;base64,([^"]+)" alt="([^"]+)"', page)
-  assert len(shown) == 6
+  assert len(shown) == 4
   loaded = image_files.load_detector(exported['export_dir'])
   size, _, channels = (int(d) for d in loaded.image_shape.numpy())
   crop = json.loads(loaded.config_json.numpy())['crop_size']
   assert (size, channels, crop) == (32, 1, 16)
-  with open(tmp_path / 'out' / 'scores.csv', newline='') as handle:
+  with open(scored['out'] / 'scores.csv', newline='') as handle:
     scores = {row['path']: float(row['msp_score']) for row in csv.DictReader(handle)}
   for encoded, path in shown:
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
