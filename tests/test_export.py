@@ -339,7 +339,7 @@ def fake_save(module, path, signatures):
 
 class UntracedModule:
   """Stands in for ScoringModule where only the folder handling is under test: tracing its two
-  signatures took about 0.6 s of CPU an export."""
+  signatures took about 1 s of CPU an export."""
 
   def __init__(self, *args):
     self.serve = self.odin = types.SimpleNamespace(get_concrete_function=lambda: None)
