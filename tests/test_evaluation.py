@@ -11,6 +11,7 @@ import tensorflow as tf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tfanom.anomaly import metrics
+from tfanom.data.pipeline import center_crop
 from tfanom.inference.restore import load_run
 from tfanom.errors import UsageError
 from tfanom.inference.evaluation import (EVAL_FILE, SCORES, SCORES_FILE, EvalConfig, eval_table,
@@ -98,8 +99,10 @@ def test_the_evaluator_of_training_under_two_replicas_scores_as_tfanom_evaluate(
   strategy = make_strategy('mirrored')
   names = ('msp', 'odin', 'energy')
   evaluator = eval_step.make_evaluator(run.config, run.model, strategy, names)
+  # The central crops the model sees, as training's evaluation pipeline cuts them.
+  images = center_crop(run.split.evaluation.images, run.config.crop_size)
   dataset = tf.data.Dataset.from_tensor_slices(
-      dict(image=run.split.evaluation.images, label=run.split.evaluation.labels)).batch(127)
+      dict(image=images, label=run.split.evaluation.labels)).batch(127)
   arrays, average_precision = evaluator.run(strategy.experimental_distribute_dataset(dataset))
   offline = evaluated['arrays']
   np.testing.assert_array_equal(arrays['label'], offline['label'])
@@ -162,16 +165,17 @@ def test_a_new_checkpoint_refits_the_feature_statistics(evaluated, tmp_path):
   final_norm = run.model.final_norm
   final_norm.beta[0].assign(final_norm.beta[0] + 1.0)  # moves every feature
   RunCheckpoint(str(workdir / CHECKPOINT_DIR), run.model, run.aux_task).save(10_000)
-  lines = []
   before = (workdir / EVAL_FILE).read_bytes()
-  # Fewer scores of another checkpoint would lose eval.json's other scores: refused.
-  with pytest.raises(UsageError, match=r'--scores=mahalanobis would replace .*eval.json, which '
-                     'also holds msp,.* of another model or settings: evaluate every score'):
-    evaluate(EvalConfig(workdir=str(workdir), scores=('mahalanobis',)), lines.append)
+  # Fewer scores of another checkpoint would lose eval.json's other scores: refused (before any
+  # scoring: msp needs no feature statistics).
+  with pytest.raises(UsageError, match=r'--scores=msp would replace .*eval.json, which '
+                     'also holds odin,.* of another model or settings: evaluate every score'):
+    evaluate(EvalConfig(workdir=str(workdir), scores=('msp',)), log=lambda line: None)
   assert (workdir / EVAL_FILE).read_bytes() == before
+  lines = []
+  report = evaluate(EvalConfig(workdir=str(workdir)), lines.append)
   assert not any(line.startswith('feature statistics: from') for line in lines)
   assert any(line.startswith('training features:') for line in lines)
-  report = evaluate(EvalConfig(workdir=str(workdir)), lines.append)
   assert report['model']['checkpoint'].endswith('ckpt-10000')
   assert report['scores']['mahalanobis'] != evaluated['report']['scores']['mahalanobis']
 

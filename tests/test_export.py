@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import shutil
+import types
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from scipy import stats
 from tensorflow.python.tools import saved_model_utils
 
 from tfanom.anomaly import SCORES
+from tfanom.data.pipeline import center_crop
 from tfanom.data.holdout import relabel
 from tfanom.data.sources import load_digits
 from tfanom.inference import savedmodel
@@ -157,23 +159,29 @@ def test_saved_model_in_a_fresh_process_matches_the_live_model(exported, served)
     assert prediction['is_anomaly'] == expected['odin_is_anomaly'][i]
 
 
-def test_served_scores_equal_evaluate_in_a_fresh_process(exported, served):
-  evaluate(EvalConfig(workdir=str(exported['workdir'])), log=lambda line: None)
-  outputs = served['outputs']
-  with np.load(exported['workdir'] / 'scores.npz') as evaluated:
-    # Features of one big batch and of evaluation-sized batches differ by float32 rounding
-    # (~1e-7 relative); RMDS subtracts two distances of ~100, so its error is absolute, at that
-    # relative size of the distances.
-    scale = dict(rmds=np.abs(evaluated['mahalanobis']).max())
-    for name in SCORES:
-      np.testing.assert_allclose(outputs[f'{name}_score'], evaluated[name], rtol=2e-5,
-                                 atol=2e-5 * max(1.0, scale.get(name, 1.0) * 1e-2), err_msg=name)
-    np.testing.assert_array_equal(outputs['class_id'], evaluated['prediction'])
-    np.testing.assert_array_equal(outputs['anomaly_score'], outputs[f'{ROTATION_DEFAULT}_score'])
-    threshold = exported['detector'].threshold(ROTATION_DEFAULT)
-    np.testing.assert_array_equal(outputs['is_anomaly'],
-                                  outputs['anomaly_score'] > np.float32(threshold))
-    assert 0 < outputs['is_anomaly'].sum() < len(served['images'])
+@pytest.fixture(scope='module')
+def evaluated(exported):
+  """tfanom.evaluate of the run's checkpoint: its report and scores.npz."""
+  report = evaluate(EvalConfig(workdir=str(exported['workdir'])), log=lambda line: None)
+  with np.load(exported['workdir'] / 'scores.npz') as archive:
+    return dict(report=report, arrays={name: archive[name] for name in archive.files})
+
+
+def test_served_scores_equal_evaluate_in_a_fresh_process(exported, served, evaluated):
+  outputs, arrays = served['outputs'], evaluated['arrays']
+  # Features of one big batch and of evaluation-sized batches differ by float32 rounding
+  # (~1e-7 relative); RMDS subtracts two distances of ~100, so its error is absolute, at that
+  # relative size of the distances.
+  scale = dict(rmds=np.abs(arrays['mahalanobis']).max())
+  for name in SCORES:
+    np.testing.assert_allclose(outputs[f'{name}_score'], arrays[name], rtol=2e-5,
+                               atol=2e-5 * max(1.0, scale.get(name, 1.0) * 1e-2), err_msg=name)
+  np.testing.assert_array_equal(outputs['class_id'], arrays['prediction'])
+  np.testing.assert_array_equal(outputs['anomaly_score'], outputs[f'{ROTATION_DEFAULT}_score'])
+  threshold = exported['detector'].threshold(ROTATION_DEFAULT)
+  np.testing.assert_array_equal(outputs['is_anomaly'],
+                                outputs['anomaly_score'] > np.float32(threshold))
+  assert 0 < outputs['is_anomaly'].sum() < len(served['images'])
 
 
 def test_thresholds_accept_the_normal_rate_of_new_normal_images(exported, loaded):
@@ -227,7 +235,8 @@ def test_scores_are_oriented_and_consistent(exported):
   np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
   np.testing.assert_allclose(outputs['msp_score'], -probabilities.max(-1), rtol=1e-6)
   np.testing.assert_array_equal(outputs['class_id'], probabilities.argmax(-1))
-  logits = exported['run'].model(images / 255.0).numpy()
+  logits = exported['run'].model(center_crop(images, exported['run'].config.crop_size) /
+                                 255.0).numpy()
   np.testing.assert_allclose(outputs['max_logit_score'], -logits.max(-1), rtol=1e-5)
 
 
@@ -272,10 +281,10 @@ def test_signatures_name_the_expected_images(exported, loaded, signature):
     function(images=tf.constant(images, tf.float32))
 
 
-def test_evaluating_the_export_matches_the_checkpoint(exported):
+def test_evaluating_the_export_matches_the_checkpoint(exported, evaluated):
   from_export = evaluate(EvalConfig(workdir=str(exported['root'] / 'eval_export'),
                                     export_dir=str(exported['export_dir'])), log=lambda line: None)
-  from_checkpoint = evaluate(EvalConfig(workdir=str(exported['workdir'])), log=lambda line: None)
+  from_checkpoint = evaluated['report']
   assert list(from_export['scores']) == list(from_checkpoint['scores'])
   assert 'rotation' in from_export['scores']
   for name, values in from_export['scores'].items():
@@ -306,13 +315,17 @@ def test_a_damaged_export_is_one_line(exported, tmp_path, damage):
              'tfanom.export --workdir=RUN --export_dir=... --overwrite')
   with pytest.raises(UsageError, match=message):
     savedmodel.load_export(str(export_dir))
-  with pytest.raises(UsageError, match=message):
-    evaluate(EvalConfig(workdir=str(tmp_path / 'out'), export_dir=str(export_dir)),
-             log=lambda line: None)
-  with pytest.raises(UsageError, match=message):
-    score_files(ScoreConfig(export_dir=str(export_dir), images=str(export_dir),
-                            output=str(tmp_path / 'out')), log=lambda line: None)
-  assert not (tmp_path / 'out').exists()
+  if damage == 'junk saved_model.pb':
+    # Both commands read an export through load_export, so one damage shows they report its line
+    # (each load of the truncated export, which fails only once its functions are rebuilt, took
+    # about 1 s of CPU).
+    with pytest.raises(UsageError, match=message):
+      evaluate(EvalConfig(workdir=str(tmp_path / 'out'), export_dir=str(export_dir)),
+               log=lambda line: None)
+    with pytest.raises(UsageError, match=message):
+      score_files(ScoreConfig(export_dir=str(export_dir), images=str(export_dir),
+                              output=str(tmp_path / 'out')), log=lambda line: None)
+    assert not (tmp_path / 'out').exists()
 
 
 def test_refuses_a_folder_that_is_not_a_version(exported):
@@ -322,11 +335,21 @@ def test_refuses_a_folder_that_is_not_a_version(exported):
 
 def fake_save(module, path, signatures):
   """Stands in for tf.saved_model.save where only the folder handling is under test."""
+  assert isinstance(module, UntracedModule)
   assert sorted(signatures) == ['odin', 'serving_default']
   pathlib.Path(path, 'saved_model.pb').write_text('new export')
 
 
+class UntracedModule:
+  """Stands in for ScoringModule where only the folder handling is under test: tracing its two
+  signatures took about 1 s of CPU an export."""
+
+  def __init__(self, *args):
+    self.serve = self.odin = types.SimpleNamespace(get_concrete_function=lambda: None)
+
+
 def test_refuses_a_non_empty_folder_unless_overwriting(exported, tmp_path, monkeypatch):
+  monkeypatch.setattr(savedmodel, 'ScoringModule', UntracedModule)
   monkeypatch.setattr(tf.saved_model, 'save', fake_save)
   export_dir = tmp_path / '7'
   export_dir.mkdir()
@@ -349,6 +372,7 @@ def test_a_failed_export_leaves_nothing_behind(exported, tmp_path, monkeypatch):
     pathlib.Path(path, 'saved_model.pb').write_text('half')
     raise OSError('disk full')
 
+  monkeypatch.setattr(savedmodel, 'ScoringModule', UntracedModule)
   monkeypatch.setattr(tf.saved_model, 'save', failing_save)
   with pytest.raises(UsageError, match=r'cannot write .*/1: disk full; check that its folder'):
     savedmodel.export(exported['run'], str(tmp_path / '1'))

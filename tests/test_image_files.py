@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfanom.config import TrainConfig
 from tfanom.data.decoding import decode_files
 from tfanom.data.holdout import relabel
 from tfanom.errors import UsageError
@@ -23,7 +22,6 @@ from tfanom.inference import savedmodel, gallery, image_files
 from tfanom.inference.restore import load_run
 from tfanom.inference.image_files import ScoreConfig
 from tfanom.io import OUTPUT_MARKER
-from tfanom.training.run import train_and_evaluate
 
 from tests.helpers import HOLDOUT, own_lines, run_command_line
 
@@ -288,54 +286,24 @@ def test_awkward_files_are_named_and_skipped_and_loops_not_followed(exported, fo
   assert 'ignored 1 hidden files' in report
 
 
-@pytest.fixture(scope='module')
-def cropped_export(tmp_path_factory):
-  """A run on an ILSVRC-layout folder that stores 36x36 images and trains and scores their
-  central 32x32 crops (as the ImageNet subsets store 256 and see 224), and its export. No shared
-  model has a crop: this is the one the file trains (a WRN-10-1 epoch on 24 images, without the
-  auxiliary task, which the gallery does not show)."""
-  root = tmp_path_factory.mktemp('cropped')
-  wnids = ('n01774750', 'n01773157', 'n01775062')
-  rng = np.random.default_rng(0)
-  for index, wnid in enumerate(wnids):
-    for split, count in (('train', 8), ('val', 4)):
-      (root / 'ilsvrc' / split / wnid).mkdir(parents=True)
-      for number in range(count):
-        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) // (index + 1)
-        Image.fromarray(pixels).save(root / 'ilsvrc' / split / wnid / f'{number}.JPEG')
-  config = TrainConfig(dataset='imagenet_subset', members=wnids, holdout='0',
-                       data_dir=str(root / 'ilsvrc'), cache_dir=str(root / 'cache'),
-                       workdir=str(root / 'run'), image_size=36, crop_size=32, depth=10, width=1,
-                       epochs=1, batch_size=8, final_window=1, strategy='default', aux='none')
-  train_and_evaluate(config, log=lambda line: None)
-  export_dir = str(root / 'models' / '1')
-  savedmodel.export_run(savedmodel.ExportConfig(workdir=str(root / 'run'), export_dir=export_dir),
-                        log=lambda line: None)
-  return dict(root=root, export_dir=export_dir)
-
-
-def test_the_gallery_shows_the_crop_the_export_scored(cropped_export, tmp_path):
-  images = tmp_path / 'images'
-  images.mkdir()
-  rng = np.random.default_rng(1)
-  for number in range(6):
-    Image.fromarray(rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)).save(
-        images / f'{number}.png')
-  summary = image_files.score_files(
-      ScoreConfig(export_dir=cropped_export['export_dir'], images=str(images),
-                  output=str(tmp_path / 'out'), gallery_size=3), log=lambda line: None)
-  assert summary['scored'] == 6
-  page = (tmp_path / 'out' / 'gallery.html').read_text()
+def test_the_gallery_shows_the_crop_the_export_scored(exported, scored):
+  """The shared export stores the 32x32 grey digits and scores their central 16x16 crops (as the
+  ImageNet subsets store 256 and see 224): the folder's images, of several sizes and channels, are
+  shown as that crop."""
+  page = (scored['out'] / 'gallery.html').read_text()
   shown = re.findall(r'src="data:image/png;base64,([^"]+)" alt="([^"]+)"', page)
-  assert len(shown) == 6
-  loaded = image_files.load_detector(cropped_export['export_dir'])
-  with open(tmp_path / 'out' / 'scores.csv', newline='') as handle:
+  assert len(shown) == 4
+  loaded = image_files.load_detector(exported['export_dir'])
+  size, _, channels = (int(d) for d in loaded.image_shape.numpy())
+  crop = json.loads(loaded.config_json.numpy())['crop_size']
+  assert (size, channels, crop) == (32, 1, 16)
+  with open(scored['out'] / 'scores.csv', newline='') as handle:
     scores = {row['path']: float(row['msp_score']) for row in csv.DictReader(handle)}
   for encoded, path in shown:
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
-    # The file as decoding reads it at the stored 36x36 size, then its central 32x32 square ...
-    stored = next(decode_files([html.unescape(path)], 36, 3))[0][0]
-    np.testing.assert_array_equal(pixels, stored[2:34, 2:34])
+    # The file as decoding reads it at the stored 32x32 size, then its central 16x16 square ...
+    stored = next(decode_files([html.unescape(path)], size, channels))[0][0]
+    np.testing.assert_array_equal(pixels, stored[8:24, 8:24, 0])
     # ... of the very image the export scored.
     assert scores[html.unescape(path)] == pytest.approx(
         float(loaded.serve(tf.constant(stored[None]))['msp_score'][0]), abs=1e-6)
