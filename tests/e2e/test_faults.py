@@ -29,11 +29,11 @@ STOPPED = re.compile(r'tfanom\.train: (\w+): stopped (?:at epoch (\d+) step ([1-
                      r'command to resume')
 
 
-def _env():
-  """This environment as a user's shell has it: without TF_CPP_MIN_LOG_LEVEL, TensorFlow's
-  native lines are the command's to hide."""
+def _env(**extra):
+  """This environment as a user's shell has it: without TF_CPP_MIN_LOG_LEVEL unless `extra` sets
+  it, TensorFlow's native lines are the command's to hide."""
   env = {k: v for k, v in os.environ.items() if k not in ('TF_CONFIG', 'TF_CPP_MIN_LOG_LEVEL')}
-  env.update(PYTHONPATH=ROOT)
+  env.update(PYTHONPATH=ROOT, **extra)
   return env
 
 
@@ -51,14 +51,15 @@ def no_run_outlives_its_test():
       process.communicate()
 
 
-def _start(args, stdout=subprocess.PIPE):
-  """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`.
+def _start(args, stdout=subprocess.PIPE, **env):
+  """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`, in
+  this environment with `env` added.
 
   It starts with SIGHUP's default action, as a command typed in a terminal does: when the tests
   themselves run under `nohup`, the ignored SIGHUP would be inherited, and training leaves an
   ignored SIGHUP ignored (so that it outlives its terminal)."""
   process = subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT,
-                             env=_env(), text=True, stdout=stdout, stderr=subprocess.PIPE,
+                             env=_env(**env), text=True, stdout=stdout, stderr=subprocess.PIPE,
                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
   _started.append(process)
   return process
@@ -117,7 +118,9 @@ def test_stop_signals_save_a_checkpoint_and_the_next_run_resumes_at_once(tmp_pat
   # then closes (writes to it fail with EIO from then on) and SIGHUP follows, as when a terminal
   # window running training is closed.
   terminal, output = pty.openpty()
-  resumed = _start(args, stdout=output)
+  # With a user's TF_CPP_MIN_LOG_LEVEL=2, which would show cuInit's error at the first op if
+  # the command did not hide it: this stderr too is one line (the quiet start-up).
+  resumed = _start(args, stdout=output, TF_CPP_MIN_LOG_LEVEL='2')
   os.close(output)
   printed, deadline = '', time.time() + 240
   while not re.search(r'^resumed from .*\n', printed, re.MULTILINE):
