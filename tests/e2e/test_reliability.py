@@ -1,8 +1,11 @@
-"""Preemption, determinism, divergence, multi-worker training and bad command lines (issue 5)."""
+"""Preemption (SIGKILL; SIGTERM in a closed terminal), a second process on a workdir,
+determinism, divergence, multi-worker training and bad data."""
 
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -24,16 +27,18 @@ TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--dropout
 
 
 def _env(**extra):
+  """This environment with TF_CPP_MIN_LOG_LEVEL=3 and no TF_CONFIG, unless `extra` sets them
+  (None: unset)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=ROOT)
   env.pop('TF_CONFIG', None)
   env.update(extra)
-  return env
+  return {name: value for name, value in env.items() if value is not None}
 
 
-def _train(args, **popen):
-  return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=popen.pop('env', _env()), **popen)
+def _train(args, stdout=subprocess.PIPE, env=None):
+  """`python -m tfanom.train ARGS` as a process of its own, its output piped unless `stdout`."""
+  return subprocess.Popen([sys.executable, '-m', 'tfanom.train', *args], cwd=ROOT, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=env or _env())
 
 
 def _results(workdir):
@@ -72,30 +77,99 @@ def uninterrupted(tmp_path_factory, train_command):
   return _results(workdir)
 
 
-def test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics(tmp_path, uninterrupted,
-                                                                  train_command, capsys):
-  # A process killed and resumed ends as the uninterrupted one: equal metrics also show that
-  # --deterministic runs repeat, and that checkpointing every 2 steps changes nothing.
-  args = DETERMINISTIC + ['--strategy=default', '--checkpoint_every_steps=2']
-  killed = str(tmp_path / 'killed')
-  # With a user's TF_CPP_MIN_LOG_LEVEL=1, the quiet start-up's case no other process checks:
-  # nothing on stderr up to the kill, past the first op's cuInit error.
-  process = _train(args + [f'--workdir={killed}'], env=_env(TF_CPP_MIN_LOG_LEVEL='1'))
-  # Mid-epoch: the checkpoint after step 4 of the 19 steps of the only epoch. The resume of a
-  # run stopped by a signal is test_faults.py's.
-  _wait_for(lambda: 'ckpt-4.index' in _checkpoints(killed), process)
-  process.send_signal(signal.SIGKILL)
-  _, stderr = process.communicate()
-  assert process.returncode == -signal.SIGKILL
-  assert stderr == ''  # the quiet start-up at level 1
-  assert not os.path.exists(os.path.join(killed, 'results.json'))
+def _one_line(stderr):
+  """The one line a command says, alone on its stderr: also none of TensorFlow's native lines,
+  among them the cuInit error its first op logs (the quiet start-up, test_startup.py)."""
+  lines = stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('tfanom.train: '), stderr
+  return lines[0]
+
+
+def _refused(train_command, capsys, args):
+  """The one line on stderr of `tfanom.train ARGS` run in this process, which must exit with 2."""
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    train_command(args)
+  assert exit_info.value.code == 2
+  return _one_line(capsys.readouterr().err)
+
+
+def _latest_step(workdir):
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+  return latest, int(latest.rsplit('-', 1)[1])
+
+
+def test_sigkill_sigterm_in_a_closed_terminal_then_a_rerun_end_as_the_uninterrupted_run(
+    tmp_path, uninterrupted, train_command, capsys):
+  """Faults a real run meets, one after the other on one workdir, each with its exit status, what
+  it says and what it keeps; the run then ends as the uninterrupted one (equal metrics also show
+  that --deterministic runs repeat, across processes, and that checkpointing every 2 steps changes
+  nothing). The killed and the stopped runs are processes of their own; the refused and the last
+  runs are tfanom.train's main() in this process (the `train_command` fixture).
+
+  SIGHUP and SIGINT, the other stop signals, share SIGTERM's handler and so its stop:
+  test_train_cli.py's test_a_second_ctrl_c_interrupts_at_once checks that all three have it."""
+  workdir = str(tmp_path / 'run')
+  args = DETERMINISTIC + ['--strategy=default', '--checkpoint_every_steps=2', f'--workdir={workdir}']
+  # With a user's TF_CPP_MIN_LOG_LEVEL=1, which would show cuInit's error at the first op if the
+  # command did not hide it (the quiet start-up): nothing on stderr up to the kill.
+  killed = _train(args, env=_env(TF_CPP_MIN_LOG_LEVEL='1'))
+  try:
+    # Its first line comes once it holds the workdir, seconds of tracing before its first step: a
+    # second run on the workdir is refused meanwhile.
+    assert killed.stdout.readline().startswith('digits: ')
+    assert _refused(train_command, capsys, args) == (
+        f'tfanom.train: error: --workdir={workdir} is in use by another process (pid '
+        f'{killed.pid}): wait for it to finish, stop it, or use another --workdir')
+    # Killed mid-epoch, once it has saved the checkpoint after step 4 of the only epoch.
+    _wait_for(lambda: 'ckpt-4.index' in _checkpoints(workdir), killed)
+  finally:
+    killed.send_signal(signal.SIGKILL)
+    _, stderr = killed.communicate()
+  assert killed.returncode == -signal.SIGKILL
+  assert stderr == ''
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  latest, step = _latest_step(workdir)
+
+  # The lock went with the killed process: the next run resumes at once from its last checkpoint.
+  # It runs in a terminal that then closes (writes to it fail with EIO from then on), with the
+  # user's TF_CPP_MIN_LOG_LEVEL unset; a scheduler's SIGTERM then stops it after the traced call
+  # it is in, mid-epoch, with a checkpoint of its own.
+  terminal, output = pty.openpty()
+  stopped = _train(args, stdout=output, env=_env(TF_CPP_MIN_LOG_LEVEL=None))
+  os.close(output)
+  try:
+    printed, deadline = '', time.time() + 240
+    while not re.search(r'^resumed from .*\n', printed, re.MULTILINE):
+      assert stopped.poll() is None and time.time() < deadline, (printed, stopped.communicate())
+      if select.select([terminal], [], [], 0.1)[0]:
+        printed += os.read(terminal, 4096).decode()
+    line = next(line for line in printed.splitlines() if line.startswith('resumed from'))
+    resumed = re.fullmatch(rf'resumed from {re.escape(latest)}: 0 of 1 epochs done, {step} of '
+                           r'(\d+) steps into epoch 1', line)
+    assert resumed, line
+    os.close(terminal)
+    stopped.send_signal(signal.SIGTERM)
+    _, stderr = stopped.communicate(timeout=300)
+  finally:
+    if stopped.poll() is None:
+      stopped.kill()
+      stopped.communicate()
+  assert stopped.returncode == 128 + signal.SIGTERM, stderr
+  steps = int(resumed[1])
+  line = _one_line(stderr)
+  stop = re.fullmatch(rf'tfanom\.train: SIGTERM: stopped at epoch 1 step (\d+) of {steps}; a '
+                      r'checkpoint is saved: rerun the same command to resume', line)
+  assert stop and step < int(stop[1]) < steps, line
+  latest, step = _latest_step(workdir)
+  assert step == int(stop[1]), latest
 
   capsys.readouterr()
-  train_command(args + [f'--workdir={killed}'])
+  train_command(args)
   stdout = capsys.readouterr().out
-  resumed = [line for line in stdout.splitlines() if line.startswith('resumed from')]
-  assert resumed and '0 of 1 epochs done' in resumed[0] and 'into epoch 1' in resumed[0], stdout
-  second = _results(killed)
+  assert f'resumed from {latest}: 0 of 1 epochs done, {step} of {steps} steps into epoch 1' in (
+      stdout.splitlines()), stdout
+  second = _results(workdir)
   for key in ('accuracy', 'ap', 'final'):
     assert uninterrupted[key] == second[key], key
   assert [h['train'] for h in uninterrupted['history']] == [h['train'] for h in second['history']]
@@ -137,12 +211,15 @@ def test_nan_loss_ends_the_command_in_one_line_and_keeps_the_last_good_checkpoin
 
 
 def test_two_workers_match_one_process_with_the_same_global_batch(tmp_path, uninterrupted):
+  # With a user's TF_CPP_MIN_LOG_LEVEL=2, which would show cuInit's error at the first op if the
+  # command did not hide it (the quiet start-up): nothing on either worker's stderr.
   workers = [
       _train(DETERMINISTIC + ['--strategy=multiworker', f'--workdir={tmp_path / "multi"}'],
-             env=_env(TF_CONFIG=tf_config))
+             env=_env(TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL='2'))
       for tf_config in loopback_tf_configs(2)]
   outputs = [worker.communicate(timeout=300) for worker in workers]
   assert all(worker.returncode == 0 for worker in workers), outputs
+  assert [stderr for _, stderr in outputs] == ['', ''], outputs
   # Only the chief writes results and keeps checkpoints.
   assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints'))[0] == 'checkpoint'
   assert not [f for f in os.listdir(tmp_path / 'multi' / 'checkpoints') if 'worker' in f]

@@ -190,9 +190,8 @@ def test_a_bad_flag_value_exits_2_with_one_line():
   tfanom.export runs as a process of its own, as a user types it, with --verbosity=1: TensorFlow's
   lines come back, in the format NATIVE_LOG_LINE knows, and the error line is still last. It is
   the one process started for these checks (each costs 6 s of CPU to import TensorFlow): the quiet
-  start-up's other cases with real TensorFlow are checked, through the first op, by training
-  processes other tests start anyway: TF_CPP_MIN_LOG_LEVEL unset and 2 by test_faults.py's (their
-  stderr is their one line), 1 by test_reliability.py's killed run (nothing on stderr)."""
+  start-up's other cases with real TensorFlow are checked, through the first op, by the training
+  processes test_reliability.py starts anyway, with TF_CPP_MIN_LOG_LEVEL unset, 1 and 2."""
   for command, message in [(('tfanom.score', '--normal_rate=nan'),
                             '--normal_rate=nan must be a finite number'),
                            (('tfanom.evaluate', '--batch_size=1e3'),
@@ -237,8 +236,8 @@ def test_config_check(field, value, message):
 def test_a_second_ctrl_c_interrupts_at_once(tmp_path, train_command, monkeypatch):
   """The first SIGINT asks training to stop after its checkpoint; a second one interrupts.
 
-  SIGTERM and SIGHUP, the other stop signals, have the same handler: test_faults.py stops runs
-  with them, and checks their exit status and their checkpoint, which SIGINT's stop shares."""
+  SIGTERM and SIGHUP, the other stop signals, have the same handler: test_reliability.py stops a
+  run with SIGTERM, and checks its exit status and its checkpoint, which the others' stops share."""
   from tfanom.train import STOP_SIGNALS  # pylint: disable=g-import-not-at-top
   asked = []
 
