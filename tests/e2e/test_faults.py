@@ -10,8 +10,7 @@ start. For the same reason the refused commands run as tfanom.train's main() in 
 
 import pytest
 
-TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1', '--batch_size=128',
-        '--aux=none', '--eval_every=0', '--steps_per_loop=1']
+TINY = ['--dataset=digits', '--holdout=5', '--depth=10', '--width=1']
 
 
 def test_a_workdir_that_is_a_file_is_one_line(tmp_path, train_command, capsys):

@@ -110,7 +110,8 @@ def test_sigkill_sigterm_in_a_closed_terminal_then_a_rerun_end_as_the_uninterrup
   SIGHUP and SIGINT, the other stop signals, share SIGTERM's handler and so its stop:
   test_train_cli.py's test_a_second_ctrl_c_interrupts_at_once checks that all three have it."""
   workdir = str(tmp_path / 'run')
-  args = DETERMINISTIC + ['--strategy=default', '--checkpoint_every_steps=2', f'--workdir={workdir}']
+  args = DETERMINISTIC + ['--strategy=default', '--checkpoint_every_steps=2',
+                          f'--workdir={workdir}']
   # With a user's TF_CPP_MIN_LOG_LEVEL=1, which would show cuInit's error at the first op if the
   # command did not hide it (the quiet start-up): nothing on stderr up to the kill.
   killed = _train(args, env=_env(TF_CPP_MIN_LOG_LEVEL='1'))
