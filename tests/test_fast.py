@@ -196,9 +196,8 @@ def test_resume_mid_epoch_is_exact_with_the_preset(digits_split, make_config, tm
   # 128 training images (at 16x16) in four steps, a checkpoint every two. The run resumed from the
   # checkpoint after step 2 ends with the same checkpoint as the uninterrupted run: every variable
   # (model, rotation head, both optimizers, progress) bit for bit. Neither evaluates: equal weights
-  # scoring equally is checked by tests/e2e/test_reliability.py
-  # (test_sigkill_mid_epoch_then_rerun_resumes_to_the_same_metrics), a stop request mid-epoch by
-  # tests/e2e/test_faults.py (test_stop_signals_save_a_checkpoint_and_the_next_run_resumes_at_once).
+  # scoring equally, and a stop request mid-epoch, are checked by tests/e2e/test_reliability.py
+  # (test_sigkill_sigterm_in_a_closed_terminal_then_a_rerun_end_as_the_uninterrupted_run).
   digits_split = half_side(first_examples(digits_split, train=128))
   config = fast_config(make_config, epochs=1, deterministic=True, batch_size=32,
                        checkpoint_every_steps=2, steps_per_loop=2, tta='none')

@@ -3,11 +3,10 @@ asks for them; an installed package gives working console scripts.
 
 Which settings hide the lines is import_tensorflow_quietly's decision, checked here in this
 process with a stand-in for TensorFlow's import. Real TensorFlow is checked by processes other
-tests start anyway (each costs 6 s of CPU to import it): test_train_cli.py's
-test_a_bad_flag_value_exits_2_with_one_line starts every command with TF_CPP_MIN_LOG_LEVEL unset,
-1 and 2, whose stderr is their one error line, and with --verbosity=1, which brings the lines back;
-test_faults.py's training runs, which log cuInit's error at their first op unless it is hidden,
-have their one line alone on stderr."""
+tests start anyway (each costs 6 s of CPU to import it): test_reliability.py's training runs,
+which log cuInit's error at their first op unless it is hidden, with TF_CPP_MIN_LOG_LEVEL unset,
+1 and 2, whose stderr is their one line or nothing; test_train_cli.py's
+test_a_bad_flag_value_exits_2_with_one_line with --verbosity=1, which brings the lines back."""
 
 import importlib.abc
 import importlib.util

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.helpers import own_lines
+from tests.helpers import own_lines, run_command_line
 
 from tfanom.cli.startup import NATIVE_LOG_LINE
 from tfanom.config import DATASET_DEFAULTS, TrainConfig
@@ -183,36 +183,31 @@ def test_bad_command_line_process(bad_command_processes, case):
 
 def test_a_bad_flag_value_exits_2_with_one_line():
   """absl's own parsing errors (a NaN, a float for an integer) are one line and exit status 2,
-  as every other usage error, for every command.
+  as every other usage error, for every command. tfanom.train's are test_bad_command_line's
+  (nan_learning_rate, float_epochs); tfanom.score's and tfanom.evaluate's run here as their mains
+  in this process.
 
-  Each process imports TensorFlow before it parses its flags, so these are also the checks with
-  real TensorFlow of test_startup.py's quiet start-up: with TF_CPP_MIN_LOG_LEVEL unset, 1 or 2
-  stderr holds that one line alone, and --verbosity=1 brings back TensorFlow's lines, in the
-  format NATIVE_LOG_LINE knows. (The lines of the first op, among them cuInit's error, are
-  test_faults.py's: the whole stderr of its training runs is their one line.)"""
-  commands = {('tfanom.train', '--learning_rate=nan'):
-                  (None, '--learning_rate=nan must be a finite number'),
-              ('tfanom.score', '--normal_rate=nan'):
-                  ('1', '--normal_rate=nan must be a finite number'),
-              ('tfanom.evaluate', '--batch_size=1e3'): ('2', '--batch_size=1e3 must be an integer'),
-              ('tfanom.export', '--normal_rate=nan', '--verbosity=1'):
-                  (None, '--normal_rate=nan must be a finite number')}
-  processes = {}
-  for command, (level, _) in commands.items():
-    env = {k: v for k, v in cli_env().items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-    processes[command] = subprocess.Popen(
-        [sys.executable, '-m', *command], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env if level is None else dict(env, TF_CPP_MIN_LOG_LEVEL=level))
-  for command, process in processes.items():
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 2, stderr
-    program, message = command[0], commands[command][1]
-    if '--verbosity=1' in command:
-      # TensorFlow's lines come as they are, with continuation lines that look like no log line.
-      assert own_lines(stderr)[-1] == f'{program}: error: {message}', stderr
-      assert any(NATIVE_LOG_LINE.match(line) for line in stderr.splitlines()), stderr
-    else:
-      assert stderr.splitlines() == [f'{program}: error: {message}']
+  tfanom.export runs as a process of its own, as a user types it, with --verbosity=1: TensorFlow's
+  lines come back, in the format NATIVE_LOG_LINE knows, and the error line is still last. It is
+  the one process started for these checks (each costs 6 s of CPU to import TensorFlow): the quiet
+  start-up's other cases with real TensorFlow are checked, through the first op, by the training
+  processes test_reliability.py starts anyway, with TF_CPP_MIN_LOG_LEVEL unset, 1 and 2."""
+  for command, message in [(('tfanom.score', '--normal_rate=nan'),
+                            '--normal_rate=nan must be a finite number'),
+                           (('tfanom.evaluate', '--batch_size=1e3'),
+                            '--batch_size=1e3 must be an integer')]:
+    result = run_command_line(*command)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f'{command[0]}: error: {message}']
+  env = {k: v for k, v in cli_env().items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  process = subprocess.run(
+      [sys.executable, '-m', 'tfanom.export', '--normal_rate=nan', '--verbosity=1'], cwd=REPO,
+      capture_output=True, text=True, env=env, timeout=600, check=False)
+  assert process.returncode == 2, process.stderr
+  # TensorFlow's lines come as they are, with continuation lines that look like no log line.
+  assert own_lines(process.stderr)[-1] == (
+      'tfanom.export: error: --normal_rate=nan must be a finite number'), process.stderr
+  assert any(NATIVE_LOG_LINE.match(line) for line in process.stderr.splitlines()), process.stderr
 
 
 def test_flags_take_the_dataset_defaults():
@@ -241,8 +236,8 @@ def test_config_check(field, value, message):
 def test_a_second_ctrl_c_interrupts_at_once(tmp_path, train_command, monkeypatch):
   """The first SIGINT asks training to stop after its checkpoint; a second one interrupts.
 
-  SIGTERM and SIGHUP, the other stop signals, have the same handler: test_faults.py stops runs
-  with them, and checks their exit status and their checkpoint, which SIGINT's stop shares."""
+  SIGTERM and SIGHUP, the other stop signals, have the same handler: test_reliability.py stops a
+  run with SIGTERM, and checks its exit status and its checkpoint, which the others' stops share."""
   from tfanom.train import STOP_SIGNALS  # pylint: disable=g-import-not-at-top
   asked = []
 
