@@ -16,6 +16,7 @@ import json
 import math
 
 import numpy as np
+from scipy import stats
 
 from . import paper_numbers
 from .sweep_state import RunState
@@ -356,44 +357,6 @@ class Interval:
   count: int
 
 
-def student_t_quantile(probability: float, df: int) -> float:
-  """The `probability` quantile (> 0.5) of Student's t with `df` (integer) degrees of freedom.
-
-  Bisection on the closed-form P(|T| <= t) for integer df (Abramowitz & Stegun 26.7.3, 26.7.4), so
-  the report needs nothing beyond the standard library; tests compare it with scipy.
-  """
-  if not 0.5 < probability < 1.0 or df < 1:
-    raise ValueError(f'need 0.5 < probability < 1 and df >= 1, got {probability}, {df}')
-  central = 2.0 * probability - 1.0  # P(|T| <= t)
-
-  def mass(t):
-    theta = math.atan(t / math.sqrt(df))
-    cos2 = math.cos(theta) ** 2
-    # Terms c_j cos^j(theta), j = 1, 3, ..., df - 2 (odd df) or 0, 2, ..., df - 2 (even df),
-    # each c_{j+2} = c_j (j + 1) / (j + 2).
-    j, term, total = (1, math.cos(theta), 0.0) if df % 2 else (0, 1.0, 0.0)
-    while j <= df - 2:
-      total += term
-      term *= (j + 1) / (j + 2) * cos2
-      j += 2
-    if df % 2:
-      return 2.0 / math.pi * (theta + math.sin(theta) * total)
-    return math.sin(theta) * total
-
-  low, high = 0.0, 1.0
-  while mass(high) < central:
-    low, high = high, 2.0 * high
-  for _ in range(200):
-    middle = 0.5 * (low + high)
-    if mass(middle) < central:
-      low = middle
-    else:
-      high = middle
-    if high - low <= 1e-13 * high:
-      break
-  return 0.5 * (low + high)
-
-
 def t_interval(values, level: float = INTERVAL_LEVEL) -> Interval:
   """Mean ± t_{(1+level)/2, n-1} · s / sqrt(n), s the sample standard deviation (ddof=1)."""
   values = [float(v) for v in values]
@@ -402,7 +365,7 @@ def t_interval(values, level: float = INTERVAL_LEVEL) -> Interval:
   mean = float(np.mean(values))
   if len(values) < 2:
     return Interval(mean, None, None, len(values))
-  half = (student_t_quantile(0.5 + level / 2, len(values) - 1) * float(np.std(values, ddof=1))
+  half = (float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * float(np.std(values, ddof=1))
           / math.sqrt(len(values)))
   return Interval(mean, mean - half, mean + half, len(values))
 

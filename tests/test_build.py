@@ -22,7 +22,7 @@ IMPORTED_DIRS = LIBRARY_DIRS + ('tests',)
 DISTRIBUTIONS = {'absl': 'absl-py', 'keras': 'keras', 'numpy': 'numpy', 'sklearn': 'scikit-learn',
                  'tensorflow': 'tensorflow', 'tensorflow_datasets': 'tensorflow-datasets',
                  'matplotlib': 'matplotlib', 'pytest': 'pytest', 'hypothesis': 'hypothesis',
-                 'psutil': 'psutil', 'PIL': 'pillow'}
+                 'psutil': 'psutil', 'PIL': 'pillow', 'scipy': 'scipy'}
 
 
 def _target(path: pathlib.Path) -> str:
