@@ -80,6 +80,7 @@ def test_report_lines_read_name_ratio_target_and_raw(capsys):
   assert match and float(match.group(1)) == 0.5 and match.group(2) == '0.1 vs 0.2 s'
 
 
+# The tools every figure is computed with are checked by the tests above in the default run.
 @pytest.mark.slow
 def test_quick_benchmark_reports_every_ratio():
   result = run_command_line('benchmarks.suite', '--quick')
