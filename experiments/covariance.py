@@ -22,6 +22,8 @@ def command(flag_values=flags.FLAGS):
 def main(argv, settings):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  from tfanom.cli.startup import import_tensorflow_quietly  # pylint: disable=g-import-not-at-top
+  import_tensorflow_quietly()  # without TensorFlow's native start-up lines, as tfanom's commands
   from .mahalanobis_covariance import compare_covariances  # pylint: disable=g-import-not-at-top
   from tfanom.errors import reported_as_one_line  # pylint: disable=g-import-not-at-top
   with reported_as_one_line('experiments.covariance'):

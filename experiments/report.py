@@ -150,6 +150,8 @@ def with_correct_only(workdir: str, evaluation: dict) -> dict:
   if all('ap_correct_only' in values for values in evaluation['scores'].values()) or \
       not os.path.exists(path):
     return evaluation
+  from tfanom.cli.startup import import_tensorflow_quietly  # pylint: disable=g-import-not-at-top
+  import_tensorflow_quietly()  # metrics imports TensorFlow: without its native start-up lines
   from tfanom.anomaly import metrics  # pylint: disable=g-import-not-at-top
   with np.load(path) as archive:
     arrays = {name: archive[name] for name in archive.files}
