@@ -71,9 +71,8 @@ TRAINING_SCORES = ('msp', 'odin')
 def default_score(has_rotation: bool) -> str:
   """The score of `anomaly_score`/`is_anomaly` when tfanom.export is not told, fixed from the
   CIFAR-10 runs of docs/serving.md ("The default score"), never from the anomalies of the run being
-  exported. There, a rotation model's `rotpred` was its best score or within a point of it, while
-  the best class-head score of a classification-only model was energy or a score within a point of
-  it (ViM: 0.7 to 10 points below the best)."""
+  exported. There, a rotation model's `rotpred` and a classification-only model's `energy` were
+  the model's best score or within 1.1 AP of it (ViM: 0.7 to 10 points below the best)."""
   return 'rotpred' if has_rotation else 'energy'
 
 
