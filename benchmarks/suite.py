@@ -35,7 +35,8 @@ from tfanom.data.holdout import channel_statistics, HoldoutSplit  # noqa: E402
 from tfanom.data.pipeline import InputPipeline, to_unit_range  # noqa: E402
 from tfanom.data.sources import load_source  # noqa: E402
 from tfanom.models import build_model  # noqa: E402
-from tfanom.training.distribute import loopback_tf_configs  # noqa: E402
+from tfanom.training.distribute import (loopback_tf_configs, make_strategy,  # noqa: E402
+                                        strategy_name)
 from tfanom.training.loop import Trainer  # noqa: E402
 
 # The repository root: the subprocesses import tfanom from it, whatever the working directory.
@@ -95,10 +96,11 @@ def synthetic_split(num_images: int, seed: int = 0) -> HoldoutSplit:
 
 def trainer_for(sizes: Sizes, split, **overrides) -> Trainer:
   # Without weight decay, so that our loop and keras.Model.fit minimise the same loss.
-  config = TrainConfig(dataset='cifar10', depth=sizes.depth, width=sizes.width, dropout=0.0,
-                       weight_decay=0.0, batch_size=sizes.batch, epochs=4,
-                       steps_per_loop=sizes.steps, strategy='default', **overrides).resolved()
-  return Trainer(config, split, tf.distribute.get_strategy(), log=lambda *_: None)
+  settings = dict(dataset='cifar10', depth=sizes.depth, width=sizes.width, dropout=0.0,
+                  weight_decay=0.0, batch_size=sizes.batch, epochs=4, steps_per_loop=sizes.steps,
+                  strategy='default')
+  config = TrainConfig(**{**settings, **overrides}).resolved()
+  return Trainer(config, split, make_strategy(config.strategy), log=lambda *_: None)
 
 
 def timed_epoch(trainer: Trainer, repeats: int = 2) -> float:
@@ -514,6 +516,18 @@ def main(argv, settings):
     report('bfloat16 + XLA / float32 training throughput', aux_seconds / fast_seconds,
            'informative', f'{sizes.steps * sizes.batch / fast_seconds:.0f} vs {aux_rate:.0f} '
            'img/s, rotation training')
+
+  # Last: a MirroredStrategy input iterator slows the whole process while it lives.
+  auto = strategy_name('auto')
+  auto_seconds = (cls_seconds if auto == 'default' else
+                  timed_epoch(trainer_for(sizes, split, aux='none', strategy='auto'), repeats))
+  mirrored_seconds = timed_epoch(trainer_for(sizes, split, aux='none', strategy='mirrored'),
+                                 repeats)
+  images = sizes.steps * sizes.batch
+  report('--strategy=auto / mirrored training throughput', mirrored_seconds / auto_seconds,
+         '>= 1.0', f'{images / auto_seconds:.0f} vs {images / mirrored_seconds:.0f} img/s, '
+         f'classification only; auto runs {auto} here, mirrored has '
+         f'{make_strategy("mirrored").num_replicas_in_sync} replica(s)')
 
 
 if __name__ == '__main__':

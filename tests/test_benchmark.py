@@ -34,6 +34,7 @@ FIGURES = (
     'peak RssAnon above the N-image run / extra training array bytes, mirrored',
     'peak RssAnon above the N-image run / extra training array bytes, multiworker',
     'prepared data / in-memory array pipeline throughput',
+    '--strategy=auto / mirrored training throughput',
 )
 # Memory growth between two runs: at --quick sizes (0.8 MiB of extra images) it is within the
 # allocator's noise, and may be below zero.

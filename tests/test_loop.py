@@ -10,7 +10,7 @@ import tensorflow as tf
 from sklearn.metrics import average_precision_score
 
 from tfanom.errors import UsageError
-from tfanom.training.distribute import make_strategy
+from tfanom.training.distribute import auto_strategy_name, make_strategy, strategy_name
 from tfanom.training.loop import Preempted, Trainer, progress_line, should_evaluate
 from tfanom.training.results import final_metrics
 from tfanom.workdir import CONFIG_FILE, check_resumable
@@ -110,6 +110,15 @@ def test_a_tpu_strategy_without_a_tpu_is_one_line():
 def test_mirrored_strategy_has_two_replicas_on_the_split_cpu():
   assert len(tf.config.list_logical_devices('CPU')) == 2
   assert make_strategy('mirrored').num_replicas_in_sync == 2
+
+
+def test_auto_strategy_mirrors_over_two_devices_only():
+  assert auto_strategy_name(['/device:CPU:0']) == 'default'
+  assert auto_strategy_name(['/device:GPU:0', '/device:GPU:1']) == 'mirrored'
+  # This process has two logical CPUs: auto is the one MirroredStrategy, not a second instance
+  # over the same devices (their collectives would clash).
+  assert strategy_name('auto') == 'mirrored'
+  assert make_strategy('auto') is make_strategy('mirrored')
 
 
 @pytest.mark.parametrize('name', STRATEGIES)

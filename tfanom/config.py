@@ -197,9 +197,11 @@ class TrainConfig:
                                         minimum=0)
   deterministic: bool = setting(False, 'Deterministic ops: the same command gives the same '
                                 'results.json, also after a kill and resume.', resumable=True)
-  strategy: str = setting('mirrored', 'mirrored, onedevice, default, multiworker '
+  strategy: str = setting('auto', 'auto (mirrored over two or more local GPUs or CPU devices, '
+                          'else default), mirrored, onedevice, default, multiworker '
                           '(MultiWorkerMirroredStrategy from TF_CONFIG) or tpu.', resumable=True,
-                          choices=('mirrored', 'onedevice', 'default', 'multiworker', 'tpu'))
+                          choices=('auto', 'mirrored', 'onedevice', 'default', 'multiworker',
+                                   'tpu'))
   mixed_precision: str = setting('float32', 'float32, bfloat16 or float16 (with loss scaling): '
                                  '16-bit convolutions on accelerators; variables, batch norm, '
                                  'logits and scores stay float32.',

@@ -18,7 +18,7 @@ from tfanom.models import network_name
 from tfanom.errors import UsageError
 from tfanom.io import write_json_atomic
 from tfanom.summaries import STD_KIND, mean_std, text_table
-from tfanom.training.distribute import make_strategy
+from tfanom.training.distribute import make_strategy, strategy_name
 from tfanom.training.loop import Trainer
 from tfanom.training.results import build_results, final_metrics, summary_table
 from tfanom.workdir import (AGGREGATE_FILE, CHECKPOINT_DIR, CONFIG_FILE, RESULTS_FILE,
@@ -55,8 +55,8 @@ def _train(config, split, strategy, trainer, workdir, log, stop_requested) -> di
   log(f'{config.dataset}: {holdout_text(split.holdout_index, split.holdout_name)}; '
       f'{len(split.train)} training images in {split.num_classes} classes, '
       f'{len(split.evaluation)} {"validation" if config.validation else "test"} examples; '
-      f'{network_name(config)}, aux={config.aux}, {strategy.num_replicas_in_sync} '
-      f'replica(s); workdir {workdir}')
+      f'{network_name(config)}, aux={config.aux}, strategy {strategy_name(config.strategy)} '
+      f'with {strategy.num_replicas_in_sync} replica(s); workdir {workdir}')
   if trainer.is_chief:
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
   trainer.restore()
