@@ -34,7 +34,7 @@ def auto_strategy_name(devices) -> str:
 
   Over one device MirroredStrategy (and OneDeviceStrategy) compute the same weights as the
   default strategy, bit for bit (digits, 2 epochs, with rotation and dropout), but trained a
-  WRN-16-2 at batch 128 at 55-69 images/s against 112-123 on the 2-core AMD EPYC machine. Once
+  WRN-16-2 at batch 128 at 55-72 images/s against 112-123 on the 2-core AMD EPYC machine. Once
   their distributed input iterator exists, 11 training steps cost 12.7 s of system time, mostly
   futex waits (strace), against 2.4 s without it. `benchmarks.suite` measures the ratio.
   """
