@@ -2,9 +2,9 @@
 `python -m benchmarks.suite --quick` as a finite, positive ratio.
 
 The timings themselves are not checked (speed targets are read from the full benchmark). The
-`--quick` run starts ten TensorFlow processes, about 110 s on 2 cores; the tests above it check,
-in a few seconds, the tools every figure is computed with: FLOP counts, peak memory of a process,
-the AP comparison and the report's line format.
+`--quick` run starts fourteen TensorFlow processes, about 170 s on 2 cores; the tests above it
+check, in a few seconds, the tools every figure is computed with: FLOP counts, peak memory of a
+process, the AP comparison and the report's line format.
 """
 
 import math
