@@ -71,7 +71,7 @@ TRAINING_SCORES = ('msp', 'odin')
 def default_score(has_rotation: bool) -> str:
   """The score of `anomaly_score`/`is_anomaly` when tfanom.export is not told, fixed from the
   CIFAR-10 runs of docs/serving.md ("The default score"), never from the anomalies of the run being
-  exported. There, a classification-only model's `energy` was its best score or within 0.8 AP of
+  exported. There, a classification-only model's `energy` was its best score or within 1.2 AP of
   it; on rotation models `rotpred` had the highest mean AP and fell at most 4.0 AP short of the
   model's best (ViM: 0.7 to 10.3 points below the best of each model)."""
   return 'rotpred' if has_rotation else 'energy'
