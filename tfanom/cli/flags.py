@@ -108,16 +108,16 @@ def config_main(program: str, config_class, settings: dict, call, quiet: bool = 
   return main
 
 
-def run_command(main, module) -> None:
+def run_command(main, module, flag_modules=()) -> None:
   """`app.run(main)` for the command line defined in `module`, however it was started.
 
   absl's --help lists the key flags and the docstring of the program's main module, which is the
   console script or the `python -m tfanom.train` alias rather than `module`: both are handed over
-  to it first.
+  to it first, with the flags that `flag_modules` define for the command.
   """
   program = sys.argv[0]
   # The generated flags are defined by this module: they count as the command's.
-  for defining in (module, sys.modules[__name__]):
+  for defining in (module, sys.modules[__name__], *flag_modules):
     for flag in flags.FLAGS.get_key_flags_for_module(defining):
       flags.FLAGS.register_key_flag_for_module(program, flag)
   sys.modules['__main__'].__doc__ = module.__doc__

@@ -83,10 +83,14 @@ class Scorer:
   def odin_scores(self, images, temperature, epsilon):
     return scores.odin(self.logits, images, temperature, epsilon)
 
+  def rotation_logits(self, images):
+    """The rotation head's logits [R * B, R] of every rotated copy, stacked by rotation, and the
+    true rotations [R * B]."""
+    return self._aux_task.logits_and_labels(self.model, images, training=False,
+                                            norm_task=self._norm_task)
+
   def rotation_scores(self, images):
-    logits, labels = self._aux_task.logits_and_labels(self.model, images, training=False,
-                                                      norm_task=self._norm_task)
-    return scores.rotation(logits, labels, NUM_ROTATIONS)
+    return scores.rotation(*self.rotation_logits(images), NUM_ROTATIONS)
 
 
 class Batch:
