@@ -56,7 +56,7 @@ def load_run(workdir: str, data_dir: str | None = None, log=print) -> RestoredRu
     raise _no_checkpoint(workdir)
   if data_dir is not None:
     config = dataclasses.replace(config, data_dir=data_dir)
-  split = load_split(config)
+  split = load_split(config, log)
   height, width, channels = split.train.images.shape[1:]
   # What the network saw in training (InputPipeline.image_shape): CPC's patch grid depends on it.
   image_shape = (config.crop_size or height, config.crop_size or width, channels)
