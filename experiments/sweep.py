@@ -23,10 +23,13 @@ from absl import app, flags
 
 from tfanom.cli.flags import run_command
 
+from . import named_sweeps
+
+
 def command(flag_values=flags.FLAGS):
   """Defines the sweep's flags in `flag_values`; returns its main."""
-  flags.DEFINE_string('sweep', None, 'The sweep to run: table3, table4, table5, table6, table7 or '
-                      'smoke (see experiments/named_sweeps.py).', flag_values=flag_values)
+  flags.DEFINE_string('sweep', None, f'The sweep to run: {", ".join(named_sweeps.SWEEPS)} (see '
+                      'experiments/named_sweeps.py).', flag_values=flag_values)
   flags.DEFINE_string('root', None, 'Directory holding the sweep: sweep.json and one workdir per '
                       'run.', flag_values=flag_values)
   flags.DEFINE_integer('parallel', 1, 'Runs trained at once, as separate processes.',
@@ -53,7 +56,7 @@ def main(argv, settings):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   # Imported after flag parsing: they import tfanom.train, whose flags must not be accepted here.
-  from . import runner, sweep_state, named_sweeps  # pylint: disable=g-import-not-at-top
+  from . import runner, sweep_state  # pylint: disable=g-import-not-at-top
   from tfanom.errors import UsageError, reported_as_one_line  # pylint: disable=g-import-not-at-top
   with reported_as_one_line('experiments.sweep'):
     if settings.sweep is None or settings.root is None:

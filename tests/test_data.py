@@ -21,6 +21,7 @@ from tfanom.data.decoding import (IMAGE_EXTENSIONS, ORIENTATION_TAG, decode_file
 from tfanom.data.sources import load_source
 from tfanom.errors import UsageError
 from tfanom.inference.image_files import ScoreConfig, score_files
+from tfanom.inference.restore import load_run
 from tfanom.workdir import RESULTS_FILE
 
 # Synthetic data whose every image is filled with (its id + 1), so an example stays identifiable
@@ -761,7 +762,7 @@ def test_cmyk_grey_16bit_and_misnamed_images_decode_as_pil_converts_them(tmp_pat
 
 
 def test_a_folder_of_oddities_trains_and_scores_saying_each_choice_once(
-    tmp_path, train_command, digits_export_without_aux, caplog):
+    tmp_path, train_command, digits_export_without_aux, caplog, capsys):
   """CMYK, grey, 16-bit, EXIF-rotated, WebP and misnamed files, AppleDouble files and a note, in
   classes named '0', '2' and '10' (text order: 0, 10, 2)."""
   root = tmp_path / 'data'
@@ -815,6 +816,16 @@ def test_a_folder_of_oddities_trains_and_scores_saying_each_choice_once(
   assert f'skipped (not readable images): {root / "train" / "0" / "notes.txt"}' in printed
   assert ('ignored 1 hidden files (names starting with "."); name them in a glob such as '
           '"photos/.*.png" to score them') in printed
+
+  # A restored run prepares its folder again when the prepared files are gone, and says so
+  # through its log only: a diagnostic's stdout holds its JSON report alone.
+  shutil.rmtree(root / prepared.CACHE_FOLDER)
+  capsys.readouterr()
+  lines = []
+  restored = load_run(str(tmp_path / 'run'), log=lines.append)
+  assert restored.split.num_classes == 2
+  assert any(line.startswith('prepared ') for line in lines), lines
+  assert capsys.readouterr().out == ''
 
 
 def test_class_folders_named_by_numbers_are_said_only_when_text_order_differs(tmp_path, caplog):
