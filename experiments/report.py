@@ -14,7 +14,8 @@ left out and their cells marked (k/n); a corrupt results.json gets a one-line wa
 
 --paired compares the --aux=rotation runs with their --aux=none pairs (every other setting equal):
 per score, each model's mean and the mean paired difference with a 95% t interval, for AP and for
-AP against the correctly classified known images only; and the best score of each model. Scores
+AP against the correctly classified known images only; the best score of each model; and each
+pair's runs, their accuracy and the AP of their main scores (in CSV, of every score). Scores
 come from each run's eval.json (every score; its correct-only figures recomputed from scores.npz
 when eval.json predates them), else from results.json (MSP and ODIN).
 """

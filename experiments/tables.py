@@ -346,6 +346,9 @@ PAIRED_AUXES = ('none', 'rotation')
 # known images only (docs/scores.md, "Masking by misclassification").
 PAIRED_FIGURES = (('ap', 'AP'), ('ap_correct_only', 'APc'))
 INTERVAL_LEVEL = 0.95
+# The scores of the pair-by-pair table: MSP, the best class-head score on the CIFAR-10 runs
+# (docs/serving.md) and the rotation head's two; the CSV holds every score.
+PAIR_SCORES = ('msp', 'energy', 'rotation', 'rotpred')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,11 +410,19 @@ class BestRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pair:
+  label: str  # the settings that tell the pairs apart, e.g. 'holdout=cat, seed=1'
+  none: dict  # figures (figures_of_results or figures_of_evaluation)
+  rotation: dict
+
+
+@dataclasses.dataclass(frozen=True)
 class PairedStudy:
   title: str
   rows: list[PairedRow]
   best: list[BestRow]
   notes: list[str]
+  pairs: list[Pair]
 
 
 def pair_key(settings: dict) -> str:
@@ -434,13 +445,15 @@ def paired_study(sweep: str, states: list[RunState], figures: dict) -> PairedStu
   defined = [by_aux for by_aux in members.values() if len(by_aux) == len(PAIRED_AUXES)]
   if not defined:
     return None
-  pairs, from_eval = [], 0
-  for by_aux in defined:
-    if all(by_aux[aux] in figures for aux in PAIRED_AUXES):
+  labels = _pair_labels(list(members))
+  pairs, details, from_eval = [], [], 0
+  for key, by_aux in members.items():
+    if len(by_aux) == len(PAIRED_AUXES) and all(by_aux[aux] in figures for aux in PAIRED_AUXES):
       both = [figures[by_aux[aux]] for aux in PAIRED_AUXES]
       source = 'eval.json' if all(f['eval.json'] is not None for f in both) else 'results.json'
       from_eval += source == 'eval.json'
       pairs.append(tuple(f[source] for f in both))
+      details.append(Pair(labels[key], *pairs[-1]))
   rows = _paired_rows(pairs)
   best = [row for row in (_best_row(pairs, key, heading) for key, heading in PAIRED_FIGURES)
           if row is not None]
@@ -459,7 +472,19 @@ def paired_study(sweep: str, states: list[RunState], figures: dict) -> PairedStu
       'exist for the rotation model only); Δ compares those two scores pair by pair. Choosing the '
       'best on the same runs flatters both models.']
   return PairedStudy(f'{sweep}: rotation − none, paired by every setting but --aux', rows, best,
-                     notes)
+                     notes, details)
+
+
+def _pair_labels(keys: list[str]) -> dict[str, str]:
+  """pair_key -> the settings that differ between the pairs (holdout and seed when only one pair
+  is defined), as 'holdout=cat, seed=1'."""
+  settings = {key: json.loads(key) for key in keys}
+  names = list(dict.fromkeys(name for values in settings.values() for name in values))
+  varying = [name for name in names
+             if len({json.dumps(values.get(name)) for values in settings.values()}) > 1]
+  shown = varying or [name for name in ('holdout', 'seed') if name in names]
+  return {key: ', '.join(f'{name}={values.get(name)}' for name in shown)
+          for key, values in settings.items()}
 
 
 def _score_order(pairs, key) -> list[str]:
@@ -521,7 +546,7 @@ def _interval_text(interval: Interval | None) -> str:
 
 
 def _mean_text(interval: Interval) -> str:
-  return NO_VALUE if interval.mean is None else f'{interval.mean:.2f}'
+  return _value_text(interval.mean, None)
 
 
 def paired_markdown(study: PairedStudy) -> str:
@@ -541,11 +566,29 @@ def paired_markdown(study: PairedStudy) -> str:
       lines.append(f'| {row.figure} | {row.difference.count} | {row.none_score} | '
                    f'{row.none_mean:.2f} | {row.rotation_score} | {row.rotation_mean:.2f} | '
                    f'{_signed(row.difference.mean)} | {_interval_text(row.difference)} |')
+  if study.pairs:
+    shown = [name for name in PAIR_SCORES
+             if any(name in figures['ap'] for pair in study.pairs for figures in _models(pair))]
+    lines += ['', '**Pair by pair** (AP)', '',
+              '| pair | model | accuracy | ' + ' | '.join(shown) + ' | best score |',
+              '|---|---|---:|' + '---:|' * len(shown) + '---|']
+    for pair in study.pairs:
+      for aux, figures in zip(PAIRED_AUXES, _models(pair)):
+        ap = figures['ap']
+        best = max(ap, key=ap.get) if ap else None
+        lines.append(f'| {pair.label} | {aux} | {figures["accuracy"]:.2f} | '
+                     + ''.join(f'{_value_text(ap.get(name), None)} | ' for name in shown)
+                     + (f'{best} {ap[best]:.2f} |' if best else f'{NO_VALUE} |'))
   return '\n'.join(lines + [''] + [f'- {note}' for note in study.notes])
 
 
+def _models(pair: Pair) -> tuple[dict, dict]:
+  return pair.none, pair.rotation
+
+
 def paired_csv(study: PairedStudy) -> str:
-  """Numbers only: the per-score rows, then (after an empty line) the best-score rows."""
+  """Numbers only: the per-score rows, then (each after an empty line) the best-score rows and
+  each run's accuracy and AP per score."""
   number = lambda value: '' if value is None else f'{value:.4f}'  # noqa: E731
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator='\n')
@@ -564,6 +607,14 @@ def paired_csv(study: PairedStudy) -> str:
       writer.writerow([row.figure, d.count, row.none_score, number(row.none_mean),
                        row.rotation_score, number(row.rotation_mean), number(d.mean),
                        number(d.low), number(d.high)])
+  if study.pairs:
+    names = _score_order([_models(pair) for pair in study.pairs], 'ap')
+    writer.writerow([])
+    writer.writerow(['pair', 'model', 'accuracy'] + [f'ap_{name}' for name in names])
+    for pair in study.pairs:
+      for aux, figures in zip(PAIRED_AUXES, _models(pair)):
+        writer.writerow([pair.label, aux, number(figures['accuracy'])]
+                        + [number(figures['ap'].get(name)) for name in names])
   return buffer.getvalue()
 
 

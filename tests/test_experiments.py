@@ -535,9 +535,15 @@ def test_paired_study_on_results_json_matches_a_hand_t_interval(tmp_path):
   assert (best_ap.figure, best_ap.none_score, best_ap.rotation_score) == ('AP', 'odin', 'odin')
   assert (best_ap.difference.mean, best_ap.difference.low) == pytest.approx((mean, low))
   assert best_correct.figure == 'APc'
+  assert [pair.label for pair in study.pairs] == [
+      f'holdout={holdout}, seed={seed}' for seed in (0, 1) for holdout in ('cat', 'dog', 'frog')]
+  assert (study.pairs[2].none['ap'], study.pairs[2].rotation['ap']) == (
+      dict(msp=30.0, odin=33.0), dict(msp=33.0, odin=36.0))
   # A missing member leaves its pair out.
   del figures[runs[0].workdir]
-  assert tables.paired_study('rotation_fast', states, figures).rows[0].difference.count == 5
+  study = tables.paired_study('rotation_fast', states, figures)
+  assert study.rows[0].difference.count == 5
+  assert [pair.label for pair in study.pairs][:2] == ['holdout=dog, seed=0', 'holdout=frog, seed=0']
   assert tables.paired_study('smoke', [s for s in states if s.run.settings['aux'] == 'none'],
                              figures) is None
 
@@ -601,8 +607,18 @@ def test_paired_report_reads_eval_json_scores_npz_and_results_json(tmp_path):
   # Best scores among those every pair has (the results.json pair has MSP and ODIN only).
   assert '| AP | 6 | odin | ' in out and '5 of 6' not in out
   assert '6 of 6 pairs complete' in out and '5 compared on eval.json' in out
+  # Pair by pair: MSP, rotation and rotpred (no run has energy); the best score of each run.
+  assert '| pair | model | accuracy | msp | rotation | rotpred | best score |' in out
+  assert '| holdout=cat, seed=0 | none | 85.00 | 20.00 | – | – | odin 23.00 |' in out
+  assert '| holdout=cat, seed=0 | rotation | 86.00 | 21.00 | – | – | odin 24.00 |' in out
+  assert '| holdout=dog, seed=0 | rotation | 85.00 | 19.00 | 14.00 | 26.00 | rotpred 26.00 |' in out
   csv_out = report_cli(tmp_path, '--paired', '--format=csv').stdout.splitlines()
   assert csv_out[0] == 'figure,score,pairs,none_mean,rotation_mean,difference,low,high'
+  runs_at = csv_out.index('pair,model,accuracy,ap_msp,ap_odin,ap_knn,ap_rotation,ap_rotpred')
+  assert csv_out[runs_at + 1:runs_at + 3] == [
+      '"holdout=cat, seed=0",none,85.0000,20.0000,23.0000,,,',
+      '"holdout=cat, seed=0",rotation,86.0000,21.0000,24.0000,,,']
+  assert len(csv_out) == runs_at + 1 + 12
   bad = report_cli(tmp_path, '--paired', '--compare=paper')
   assert bad.returncode == 2 and len(own_lines(bad.stderr)) == 1
 
