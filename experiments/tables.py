@@ -446,14 +446,14 @@ def paired_study(sweep: str, states: list[RunState], figures: dict) -> PairedStu
   if not defined:
     return None
   labels = _pair_labels(list(members))
-  pairs, details, from_eval = [], [], 0
+  details, from_eval = [], 0
   for key, by_aux in members.items():
     if len(by_aux) == len(PAIRED_AUXES) and all(by_aux[aux] in figures for aux in PAIRED_AUXES):
       both = [figures[by_aux[aux]] for aux in PAIRED_AUXES]
       source = 'eval.json' if all(f['eval.json'] is not None for f in both) else 'results.json'
       from_eval += source == 'eval.json'
-      pairs.append(tuple(f[source] for f in both))
-      details.append(Pair(labels[key], *pairs[-1]))
+      details.append(Pair(labels[key], *(f[source] for f in both)))
+  pairs = [_models(pair) for pair in details]
   rows = _paired_rows(pairs)
   best = [row for row in (_best_row(pairs, key, heading) for key, heading in PAIRED_FIGURES)
           if row is not None]
